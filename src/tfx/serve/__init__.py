@@ -1,0 +1,1 @@
+"""tfx serve: models kept warm behind an OpenAI-compatible HTTP API."""

@@ -1,0 +1,177 @@
+"""Shared pytest setup: hermetic, offline Hugging Face environment + tiny model hub cache.
+
+Environment (set at import time, i.e. before any test module imports huggingface_hub or
+transformers, which read these variables once at import):
+
+* ``HF_HUB_OFFLINE=1``, ``HF_HUB_DISABLE_TELEMETRY=1``, ``TRANSFORMERS_NO_ADVISORY_WARNINGS=1``,
+  ``HF_HUB_DISABLE_PROGRESS_BARS=1``, ``TOKENIZERS_PARALLELISM=false``;
+* ``HF_HUB_CACHE`` -> the tiny-model hub cache (built lazily by the ``hub_cache`` fixture, its
+  path is known up front because it only depends on the source of ``tiny_models.py`` and the
+  library versions);
+* ``HF_HOME`` -> a per-session temporary directory (no token, no user config).
+
+Subprocesses (the real ``tfx`` CLI) inherit ``os.environ``; use the ``tfx_env`` fixture to get
+an explicit copy.
+
+The tiny models are cached on disk under ``<repo>/.pytest_cache/tfx-tiny-models/<hash>/hub``
+(override the root with ``TFX_TINY_MODELS_DIR``) and rebuilt only when ``tiny_models.py`` or
+the torch/transformers/tokenizers/sentencepiece/huggingface_hub versions change.
+"""
+
+from __future__ import annotations
+
+import atexit
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+TESTS_DIR = Path(__file__).resolve().parent
+REPO_ROOT = TESTS_DIR.parent
+TINY_MODELS_SOURCE = TESTS_DIR / "tiny_models.py"
+
+if str(TESTS_DIR) not in sys.path:  # make `import tiny_models` work from any test module
+    sys.path.insert(0, str(TESTS_DIR))
+
+_VERSIONED_PACKAGES = ("torch", "transformers", "tokenizers", "sentencepiece", "huggingface_hub", "safetensors")
+
+
+def _tiny_models_hash() -> str:
+    h = hashlib.sha256(TINY_MODELS_SOURCE.read_bytes())
+    for pkg in _VERSIONED_PACKAGES:
+        try:
+            version = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            version = "missing"
+        h.update(f"\n{pkg}=={version}".encode())
+    return h.hexdigest()[:16]
+
+
+TINY_MODELS_ROOT = Path(
+    os.environ.get("TFX_TINY_MODELS_DIR") or REPO_ROOT / ".pytest_cache" / "tfx-tiny-models"
+)
+TINY_MODELS_DIR = TINY_MODELS_ROOT / _tiny_models_hash()
+#: The directory used as HF_HUB_CACHE (exists once the `hub_cache` fixture has run).
+HUB_CACHE_DIR = TINY_MODELS_DIR / "hub"
+
+_HF_HOME = tempfile.mkdtemp(prefix="tfx-test-hf-home-")
+atexit.register(shutil.rmtree, _HF_HOME, ignore_errors=True)
+
+#: Variables every test process and subprocess gets.
+HF_TEST_ENV: dict[str, str] = {
+    "HF_HUB_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "HF_HUB_DISABLE_UPDATE_CHECK": "1",
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "HF_HOME": _HF_HOME,
+    "HF_HUB_CACHE": str(HUB_CACHE_DIR),
+}
+# Variables that would point the hub somewhere else or re-enable the network.
+_HF_ENV_TO_DROP = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_CACHE",
+                   "HF_ENDPOINT", "HF_HUB_ENABLE_HF_TRANSFER")
+
+
+def _apply_env() -> None:
+    for key in _HF_ENV_TO_DROP:
+        os.environ.pop(key, None)
+    os.environ.update(HF_TEST_ENV)
+    # huggingface_hub reads its constants once, at import.  If something imported it before
+    # this conftest (a plugin, say), patch the module-level constants it consults at call time.
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:
+        constants.HF_HUB_OFFLINE = True
+        constants.HF_HUB_CACHE = str(HUB_CACHE_DIR)
+        constants.HF_HOME = _HF_HOME
+        constants.HF_HUB_DISABLE_TELEMETRY = True
+
+
+_apply_env()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: slow test (deselect with -m 'not slow')")
+
+
+def _ensure_gitignored(root: Path) -> None:
+    """Keep built models out of `git status` even when we create .pytest_cache before pytest."""
+    root.mkdir(parents=True, exist_ok=True)
+    if root.parent.name == ".pytest_cache" and not (root.parent / ".gitignore").exists():
+        (root.parent / ".gitignore").write_text("# Created by pytest automatically.\n*\n")
+    if not (root / ".gitignore").exists():
+        (root / ".gitignore").write_text("*\n")
+
+
+def build_tiny_models_cached() -> Path:
+    """Build the tiny models into ``HUB_CACHE_DIR`` unless already there; return it.
+
+    Safe against concurrent pytest processes (``fcntl.flock`` on a lock file) and against
+    interrupted builds (build in a temporary sibling directory, then atomic rename).
+    """
+    if HUB_CACHE_DIR.is_dir():
+        return HUB_CACHE_DIR
+    _ensure_gitignored(TINY_MODELS_ROOT)
+    with open(TINY_MODELS_ROOT / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if HUB_CACHE_DIR.is_dir():  # built by another process while we waited
+                return HUB_CACHE_DIR
+            import tiny_models
+
+            tmp = Path(tempfile.mkdtemp(prefix=f"tmp-{TINY_MODELS_DIR.name}-", dir=TINY_MODELS_ROOT))
+            try:
+                t0 = time.perf_counter()
+                timings = tiny_models.build_all(tmp / "hub")
+                info = {
+                    "seconds": round(time.perf_counter() - t0, 2),
+                    "per_role": {k: round(v, 2) for k, v in timings.items()},
+                    "versions": {p: _version(p) for p in _VERSIONED_PACKAGES},
+                }
+                (tmp / "build.json").write_text(json.dumps(info, indent=2))
+                if TINY_MODELS_DIR.exists():  # e.g. a leftover without hub/: replace it
+                    shutil.rmtree(TINY_MODELS_DIR)
+                os.rename(tmp, TINY_MODELS_DIR)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return HUB_CACHE_DIR
+
+
+def _version(pkg: str) -> str:
+    try:
+        return metadata.version(pkg)
+    except metadata.PackageNotFoundError:
+        return "missing"
+
+
+@pytest.fixture(scope="session")
+def hub_cache() -> Path:
+    """Path of a huggingface_hub cache holding every tiny model under all its repo ids.
+
+    ``HF_HUB_CACHE`` already points there (set at conftest import); this fixture makes sure
+    the models exist, building them once (~15 s) if needed.
+    """
+    path = build_tiny_models_cached()
+    _apply_env()
+    return path
+
+
+@pytest.fixture
+def tfx_env(hub_cache: Path) -> dict[str, str]:
+    """A copy of ``os.environ`` for subprocesses: offline, pointed at the tiny hub cache."""
+    env = dict(os.environ)
+    for key in _HF_ENV_TO_DROP:
+        env.pop(key, None)
+    env.update(HF_TEST_ENV)
+    env["HF_HUB_CACHE"] = str(hub_cache)
+    return env
