@@ -148,6 +148,13 @@ def _common(model, revision, device, dtype, fmt, input_file, input_format, batch
     )  # fmt: skip
 
 
+def _engine(engine, output, output_format, ray_address, replicas, gpus_per_replica) -> dict:
+    return dict(
+        engine=engine, output=output, output_format=output_format, ray_address=ray_address,
+        replicas=replicas, gpus_per_replica=gpus_per_replica,
+    )  # fmt: skip
+
+
 @app.command(epilog=GENERATE_EXAMPLES)
 def generate(
     texts: o.Texts = None,
@@ -179,6 +186,12 @@ def generate(
     quiet: o.Quiet = False,
     verbose: o.Verbose = False,
     server: o.Server = None,
+    engine: o.Engine = "local",
+    output: o.Output = None,
+    output_format: o.OutputFormat = "jsonl",
+    ray_address: o.RayAddress = None,
+    replicas: o.Replicas = None,
+    gpus_per_replica: o.GpusPerReplica = 0.0,
 ) -> None:
     f"""Continue each prompt with a decoder-only model (default: {DEFAULT_GENERATE_MODEL}); prints prompt + continuation."""
     params = dict(
@@ -188,6 +201,7 @@ def generate(
         continuation_only=continuation_only, no_truncate=no_truncate,
     )  # fmt: skip
     common = _common(model, revision, device, dtype, fmt, input_file, input_format, batch_size, quiet, verbose, keep_going, offline, trust_remote_code, server)
+    common.update(_engine(engine, output, output_format, ray_address, replicas, gpus_per_replica))
     common["stream"] = stream
     run_task("generate", texts, common, params)
 
@@ -215,9 +229,16 @@ def fill_mask(
     quiet: o.Quiet = False,
     verbose: o.Verbose = False,
     server: o.Server = None,
+    engine: o.Engine = "local",
+    output: o.Output = None,
+    output_format: o.OutputFormat = "jsonl",
+    ray_address: o.RayAddress = None,
+    replicas: o.Replicas = None,
+    gpus_per_replica: o.GpusPerReplica = 0.0,
 ) -> None:
     params = dict(top_k=top_k, targets=targets, no_truncate=no_truncate)
     common = _common(model, revision, device, dtype, fmt, input_file, input_format, batch_size, quiet, verbose, keep_going, offline, trust_remote_code, server)
+    common.update(_engine(engine, output, output_format, ray_address, replicas, gpus_per_replica))
     run_task("fill-mask", texts, common, params)
 
 
@@ -249,6 +270,12 @@ def translate(
     quiet: o.Quiet = False,
     verbose: o.Verbose = False,
     server: o.Server = None,
+    engine: o.Engine = "local",
+    output: o.Output = None,
+    output_format: o.OutputFormat = "jsonl",
+    ray_address: o.RayAddress = None,
+    replicas: o.Replicas = None,
+    gpus_per_replica: o.GpusPerReplica = 0.0,
 ) -> None:
     """Translate each text (default model: t5-small for en->fr/de/ro, else Helsinki-NLP/opus-mt-{from}-{to})."""
 
@@ -261,6 +288,7 @@ def translate(
         execute(missing_to)
     params = dict(src=src.lower(), tgt=to.lower(), max_new_tokens=max_new_tokens, num_beams=num_beams, no_truncate=no_truncate)
     common = _common(model, revision, device, dtype, fmt, input_file, input_format, batch_size, quiet, verbose, keep_going, offline, trust_remote_code, server)
+    common.update(_engine(engine, output, output_format, ray_address, replicas, gpus_per_replica))
     run_task("translate", texts, common, params)
 
 
@@ -285,9 +313,16 @@ def summarize(
     quiet: o.Quiet = False,
     verbose: o.Verbose = False,
     server: o.Server = None,
+    engine: o.Engine = "local",
+    output: o.Output = None,
+    output_format: o.OutputFormat = "jsonl",
+    ray_address: o.RayAddress = None,
+    replicas: o.Replicas = None,
+    gpus_per_replica: o.GpusPerReplica = 0.0,
 ) -> None:
     params = dict(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, num_beams=num_beams, no_truncate=no_truncate)
     common = _common(model, revision, device, dtype, fmt, input_file, input_format, batch_size, quiet, verbose, keep_going, offline, trust_remote_code, server)
+    common.update(_engine(engine, output, output_format, ray_address, replicas, gpus_per_replica))
     run_task("summarize", texts, common, params)
 
 

@@ -86,7 +86,9 @@ def auto_class_name(task: str, family: str) -> str:
     return "AutoModelForCausalLM"
 
 
-def load(resolved: Resolved, task: str, device: str, dtype: Any, trust_remote_code: bool = False, verbose: bool = False) -> Loaded:
+def load(
+    resolved: Resolved, task: str, device: str, dtype: Any, trust_remote_code: bool = False, verbose: bool = False, engine: str = "local"
+) -> Loaded:
     config = read_json(resolved.path / "config.json")
     family = check_task(resolved, task, config)
     import torch  # heavy: only when a model is really needed

@@ -37,3 +37,16 @@ MaxLength = Annotated[Optional[int], typer.Option("--max-length", help="Most tok
 MinNewTokens = Annotated[Optional[int], typer.Option("--min-new-tokens", help="Fewest tokens to generate.", show_default=False)]
 NumBeams = Annotated[Optional[int], typer.Option("--num-beams", help="Beam search width (1: greedy or sampling).", show_default=False)]
 Server = Annotated[Optional[str], typer.Option("--server", envvar="TFX_SERVER", help="Send the work to a running `tfx serve` at this URL.", show_default=False)]
+Engine = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help="local: PyTorch in this process; ct2: CTranslate2 (int8 on CPU, pip install 'tfx[ct2]'); "
+        "ray: a Ray cluster through Ray Data (pip install 'tfx[ray]').",
+    ),
+]
+Output = Annotated[Optional[str], typer.Option("--output", "-o", help="--engine ray: directory for the output shards.", show_default=False)]
+OutputFormat = Annotated[str, typer.Option("--output-format", help="--engine ray: jsonl or parquet shards.")]
+RayAddress = Annotated[Optional[str], typer.Option("--ray-address", envvar="RAY_ADDRESS", help="--engine ray: cluster address (default: a local Ray on loopback).", show_default=False)]
+Replicas = Annotated[Optional[int], typer.Option("--replicas", help="--engine ray: model replicas (default: what the cluster's CPUs/GPUs allow).", show_default=False)]
+GpusPerReplica = Annotated[float, typer.Option("--gpus-per-replica", help="--engine ray: GPUs per model replica.")]

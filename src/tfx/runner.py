@@ -20,6 +20,7 @@ from tfx.errors import RecordError, TfxError, UsageError
 
 log = logging.getLogger("tfx")
 
+ENGINES = ("local", "ct2", "ray")
 WINDOW_BATCHES = 4  # a window holds this many batches, sorted by length together
 QUEUE_RECORDS = 2048  # read-ahead bound: memory stays flat on a 1,000,000-line input
 GATHER_WAIT_S = 0.05  # how long to wait for more input before running a partial window
@@ -43,6 +44,12 @@ class RunOptions:
     stream: bool | None = None
     trust_remote_code: bool = False
     server: str | None = None  # a `tfx serve` URL: the work is sent there
+    engine: str = "local"  # local | ct2 | ray
+    output: str | None = None  # --engine ray: output directory
+    output_format: str = "jsonl"
+    ray_address: str | None = None
+    replicas: int | None = None
+    gpus_per_replica: float = 0.0
     params: dict[str, Any] = field(default_factory=dict)
 
 
@@ -52,6 +59,8 @@ def check_options(opts: RunOptions) -> None:
         raise UsageError(f"unknown --format '{opts.fmt}'.", f"Use one of: {', '.join(io.FORMATS)}.")
     if opts.input_format not in io.INPUT_FORMATS:
         raise UsageError(f"unknown --input-format '{opts.input_format}'.", "Use text or jsonl.")
+    if opts.engine not in ENGINES:
+        raise UsageError(f"unknown --engine '{opts.engine}'.", f"Use one of: {', '.join(ENGINES)}.")
     if opts.batch_size is not None and opts.batch_size < 1:
         raise UsageError("--batch-size must be at least 1.", "Leave it out for an automatic choice.")
     if opts.input_path is not None and opts.texts:
@@ -79,6 +88,10 @@ def run(opts: RunOptions) -> int:
         from tfx.client import run_remote
 
         return run_remote(opts)
+    if opts.engine == "ray":
+        from tfx.ray_engine import run_ray
+
+        return run_ray(opts)
     name = model_name(opts)
     resolved = hub.resolve(name, opts.revision)
     from tfx import loading
@@ -93,7 +106,7 @@ def run(opts: RunOptions) -> int:
 
     device = devices.pick_device(opts.device)
     dtype = devices.pick_dtype(opts.dtype, device)
-    loaded = loading.load(resolved, opts.task, device, dtype, opts.trust_remote_code, opts.verbose)
+    loaded = loading.load(resolved, opts.task, device, dtype, opts.trust_remote_code, opts.verbose, engine=opts.engine)
     from tfx.tasks import make_task, table_renderer, text_renderer
 
     streaming = _wants_stream(opts)
