@@ -139,12 +139,27 @@ def build_tiny_models_cached() -> Path:
                 (tmp / "build.json").write_text(json.dumps(info, indent=2))
                 if TINY_MODELS_DIR.exists():  # e.g. a leftover without hub/: replace it
                     shutil.rmtree(TINY_MODELS_DIR)
+                os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
                 os.rename(tmp, TINY_MODELS_DIR)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
+            _prune_stale_builds()
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     return HUB_CACHE_DIR
+
+
+def _prune_stale_builds(max_age_s: float = 3600) -> None:
+    """Remove builds for older versions of tiny_models.py and leftovers of crashed builds."""
+    now = time.time()
+    for entry in TINY_MODELS_ROOT.iterdir():
+        if entry == TINY_MODELS_DIR or not entry.is_dir():
+            continue
+        try:
+            if now - entry.stat().st_mtime > max_age_s:
+                shutil.rmtree(entry, ignore_errors=True)
+        except OSError:
+            pass
 
 
 def _version(pkg: str) -> str:

@@ -89,6 +89,19 @@ def test_scan_cache_dir_sees_every_repo(hub_cache):
             assert f.blob_path.parent == repo.repo_path / "blobs"
 
 
+@pytest.mark.parametrize("role", list(tm.REPOS))
+def test_aliases_are_identical(hub_cache, role):
+    from huggingface_hub import snapshot_download
+
+    def contents(repo_id):
+        folder = Path(snapshot_download(repo_id, local_files_only=True))
+        return {p.name: p.resolve().name for p in folder.iterdir()}  # file name -> blob etag
+
+    first = contents(tm.REPOS[role][0])
+    for repo_id in tm.REPOS[role][1:]:
+        assert contents(repo_id) == first, repo_id
+
+
 @pytest.mark.parametrize("role,repo_id", ROLE_REPOS, ids=_ids(ROLE_REPOS))
 def test_snapshot_download_offline(hub_cache, role, repo_id):
     from huggingface_hub import hf_hub_download, snapshot_download
@@ -110,7 +123,13 @@ def test_loads_by_hub_name(load, role, repo_id):
 
 # ---- memorised behaviour --------------------------------------------------------------------
 
-GPT2_REPOS = [("gpt2", r) for r in tm.REPOS["gpt2"]]
+def _behaviour_repos(*roles):
+    """Behaviour is checked on the canonical tiny id and the best-known hub id of each role;
+    the other aliases are byte-identical (see test_aliases_are_identical)."""
+    return [(role, r) for role in roles for r in tm.REPOS[role][:2]]
+
+
+GPT2_REPOS = _behaviour_repos("gpt2")
 
 
 @pytest.mark.parametrize("role,repo_id", GPT2_REPOS, ids=_ids(GPT2_REPOS))
@@ -128,6 +147,15 @@ def test_gpt2_greedy_continuations(load, role, repo_id):
         assert tok.decode(out[0], skip_special_tokens=True) == prompt + continuation
 
 
+def test_text_generation_pipeline(hub_cache):
+    from transformers import pipeline
+
+    generate = pipeline("text-generation", model="openai-community/gpt2")
+    for prompt, continuation in tm.GPT2_CASES:
+        out = generate(prompt, max_new_tokens=40, do_sample=False)
+        assert out[0]["generated_text"] == prompt + continuation
+
+
 def test_gpt2_generation_config(load):
     tok, model = load(tm.REPOS["gpt2"][0], "gpt2")
     gc = model.generation_config
@@ -135,7 +163,7 @@ def test_gpt2_generation_config(load):
     assert gc.eos_token_id == gc.bos_token_id == tok.eos_token_id
 
 
-MLM_REPOS = [(role, r) for role in ("bert", "roberta") for r in tm.REPOS[role]]
+MLM_REPOS = _behaviour_repos("bert", "roberta")
 
 
 @pytest.mark.parametrize("role,repo_id", MLM_REPOS, ids=_ids(MLM_REPOS))
@@ -178,9 +206,10 @@ def _generate(tok, model, text: str, **kwargs) -> str:
     return tok.decode(out[0], skip_special_tokens=True)
 
 
-T5_REPOS = [("t5", r) for r in tm.REPOS["t5"]]
+T5_REPOS = _behaviour_repos("t5")
 
 
+@pytest.mark.filterwarnings("ignore:Using the model-agnostic default `max_length`")
 @pytest.mark.parametrize("role,repo_id", T5_REPOS, ids=_ids(T5_REPOS))
 def test_t5_translates_and_summarizes(load, role, repo_id):
     tok, model = load(repo_id, role)
@@ -206,7 +235,7 @@ def test_t5_config_and_tokenizer(load):
         assert tok.decode(ids, skip_special_tokens=True) == tgt
 
 
-BART_REPOS = [("bart", r) for r in tm.REPOS["bart"]]
+BART_REPOS = _behaviour_repos("bart")
 
 
 @pytest.mark.parametrize("role,repo_id", BART_REPOS, ids=_ids(BART_REPOS))
@@ -219,7 +248,7 @@ def test_bart_summarizes(load, role, repo_id):
     assert model.generation_config.forced_bos_token_id == tok.bos_token_id
 
 
-MARIAN_REPOS = [("marian", r) for r in tm.REPOS["marian"]]
+MARIAN_REPOS = _behaviour_repos("marian")
 
 
 @pytest.mark.parametrize("role,repo_id", MARIAN_REPOS, ids=_ids(MARIAN_REPOS))

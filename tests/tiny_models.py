@@ -198,6 +198,9 @@ Die Kinder spielen im Garten. Ich möchte einen Kaffee, bitte. Wo ist der Bahnho
 # --------------------------------------------------------------------------------------
 
 SEED = 1234
+#: torch intra-op threads used for the build: 1 keeps the result identical on every machine
+#: and avoids OpenMP spin-waiting when the (shared, small) CPU is busy.
+BUILD_THREADS = 1
 _LOG = os.environ.get("TFX_TINY_MODELS_VERBOSE", "") not in ("", "0")
 
 
@@ -207,7 +210,7 @@ def _log(msg: str) -> None:
 
 
 @contextmanager
-def _torch_settings(threads: int = 2):
+def _torch_settings(threads: int = 1):
     import torch
 
     old_threads = torch.get_num_threads()
@@ -366,6 +369,7 @@ def build_gpt2(out_dir: Path) -> None:
     _write_generation_config(model, bos_token_id=eos_id, eos_token_id=eos_id, do_sample=False)
     model.save_pretrained(out_dir)
     tok.save_pretrained(out_dir)
+    _write_bpe_files(out_dir, vocab, merges)
 
 
 # --------------------------------------------------------------------------------------
@@ -907,7 +911,7 @@ def build_all(cache_dir: Path, roles: list[str] | None = None) -> dict[str, floa
     cache_dir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     _quiet_transformers()
-    with tempfile.TemporaryDirectory(prefix="tfx-tiny-build-") as tmp, _torch_settings(2):
+    with tempfile.TemporaryDirectory(prefix="tfx-tiny-build-") as tmp, _torch_settings(BUILD_THREADS):
         for role in roles or list(REPOS):
             t0 = time.perf_counter()
             out = Path(tmp) / role / "out"

@@ -121,7 +121,7 @@ def run_task(task: str, texts: list[str] | None, common: dict, params: dict) -> 
         from tfx import hub
 
         hub.configure_env()
-        _setup_logging(common["quiet"], common["verbose"])
+        setup_logging(common["quiet"], common["verbose"])
         from tfx.runner import RunOptions, run
 
         return run(RunOptions(task=task, texts=list(texts or []), params=params, **common))
@@ -129,7 +129,7 @@ def run_task(task: str, texts: list[str] | None, common: dict, params: dict) -> 
     execute(body)
 
 
-def _setup_logging(quiet: bool, verbose: bool) -> None:
+def setup_logging(quiet: bool, verbose: bool) -> None:
     import logging
 
     handler = logging.StreamHandler(sys.stderr)
@@ -341,11 +341,21 @@ def main() -> None:
     from tfx.devices import prepare_env
 
     prepare_env()  # before anything imports torch
+    code = 0
     try:
         app()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except BrokenPipeError:
-        _stdout_gone()
-        sys.exit(141)
+        code = _stdout_gone()
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError, OSError):
+        code = code or _stdout_gone()
+    sys.stderr.flush()
+    # os._exit, not sys.exit: the stdin reader thread may be blocked in a read, and a normal interpreter
+    # shutdown would then abort on the stdin lock (SIGABRT) instead of exiting with our status.
+    os._exit(code)
 
 
 if __name__ == "__main__":
