@@ -299,3 +299,14 @@ def test_token_streaming_on_a_terminal(tfx_env):
     assert text == tm.GPT2_TEXT + "\n"
     assert b"\x1b" not in b"".join(chunks)
     assert len(chunks) > 1  # arrived in pieces, as tokens were made
+
+
+def test_no_color_and_dumb_terminals_are_respected_on_stderr(tfx_env):
+    import re
+
+    stdin = ("".join(c + "\n" for c, _ in CASES) * 20).encode()
+    _, dumb = _run_with_tty_stderr(["fill-mask", "-m", BERT, "--batch-size", "4"], dict(tfx_env, TERM="dumb"), stdin)
+    assert b"\x1b" not in dumb
+    _, plain = _run_with_tty_stderr(["fill-mask", "-m", BERT, "--batch-size", "4"], dict(tfx_env, TERM="xterm", NO_COLOR="1"), stdin)
+    assert b"rec/s" in plain
+    assert not re.search(rb"\x1b\[[0-9;]*[34]\d(;\d+)*m", plain)  # no colour codes, only cursor moves

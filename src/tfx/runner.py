@@ -7,6 +7,7 @@ window to cut padding, run in batches, and written back in input order."""
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import sys
 import threading
@@ -106,7 +107,10 @@ def run(opts: RunOptions) -> int:
 
     device = devices.pick_device(opts.device)
     dtype = devices.pick_dtype(opts.dtype, device)
+    started = time.monotonic()
+    log.info("loading %s from %s on %s (%s)", name, resolved.path, device, str(dtype).replace("torch.", ""))
     loaded = loading.load(resolved, opts.task, device, dtype, opts.trust_remote_code, opts.verbose, engine=opts.engine)
+    log.info("loaded %s in %.2f s", name, time.monotonic() - started)
     from tfx.tasks import make_task, table_renderer, text_renderer
 
     streaming = _wants_stream(opts)
@@ -270,7 +274,7 @@ class Progress:
     """records done, records/s, tokens/s and an ETA on stderr, only for a person watching a terminal."""
 
     def __init__(self, opts: RunOptions, total: int | None):
-        self.enabled = not opts.quiet and sys.stderr.isatty()
+        self.enabled = not opts.quiet and sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
         self.total = total
         self.bar = None
         self.done = 0
