@@ -1,4 +1,5 @@
-"""Commands about models and the Hub: models, pull, cache ls/rm, search, compare, env.
+"""Commands about models and the Hub: models, pull, cache ls/rm, search (compare.py and envinfo.py hold
+compare and env).
 
 Registering them imports nothing heavy; huggingface_hub, rich and torch are imported inside the command
 that needs them, so `tfx models`, `tfx env`, `tfx cache ls` and `tfx search` never load torch."""
@@ -45,44 +46,20 @@ SEARCH_EXAMPLES = """Examples:
 
   tfx search bert --task fill-mask --format json
 """
-COMPARE_EXAMPLES = """Examples:
-
-  tfx compare generate "Once upon a time" -m gpt2 -m distilgpt2
-
-  tfx compare translate "The weather is beautiful today." --to de -m t5-small -m Helsinki-NLP/opus-mt-en-de
-
-  tfx compare fill-mask "Paris is the [MASK] of France." -m bert-base-uncased -m roberta-base --format jsonl
-"""
-ENV_EXAMPLES = """Examples:
-
-  tfx env
-
-  tfx env --no-devices --format json
-"""
-
-ListFormat = Annotated[str, typer.Option("--format", "-f", help="text (a table on a terminal, aligned columns on a pipe) or json.")]
 SEARCH_TASKS = ("fill-mask", "text-generation", "translation", "summarization")  # the Hub's pipeline tags
 TASK_ALIASES = {"text-generation": "generate", "translation": "translate", "summarization": "summarize"}
 DEFAULT_SEARCH_LIMIT = 20
-DEVICE_PROBE_TIMEOUT_S = 60
-
-# Which compare options each task takes: the same ones its own command has.
-COMPARE_OPTIONS = {
-    "generate": {"max_new_tokens", "min_new_tokens", "num_beams", "do_sample", "temperature", "top_k", "top_p", "repetition_penalty", "seed", "continuation_only"},
-    "fill-mask": {"top_k", "targets"},
-    "translate": {"src", "tgt", "max_new_tokens", "min_new_tokens", "num_beams"},
-    "summarize": {"max_new_tokens", "min_new_tokens", "num_beams"},
-}
-OPTION_FLAGS = {"src": "--from", "tgt": "--to", "do_sample": "--do-sample/--greedy"}
-
+ListFormat = Annotated[str, typer.Option("--format", "-f", help="text (a table on a terminal, aligned columns on a pipe) or json.")]
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the tfx app."""
     app.command("models", epilog=MODELS_EXAMPLES)(models)
     app.command("pull", epilog=PULL_EXAMPLES)(pull)
     app.command("search", epilog=SEARCH_EXAMPLES)(search)
-    app.command("compare", epilog=COMPARE_EXAMPLES)(compare)
-    app.command("env", epilog=ENV_EXAMPLES)(env)
+    from tfx import compare, envinfo  # light modules: their heavy imports are inside the commands
+
+    app.command("compare", epilog=compare.COMPARE_EXAMPLES)(compare.compare)
+    app.command("env", epilog=envinfo.ENV_EXAMPLES)(envinfo.env)
     cache_app = typer.Typer(
         name="cache",
         help="The local model cache (huggingface_hub's): list and remove models.",
@@ -429,222 +406,3 @@ def search(
 
 # ---- tfx compare -----------------------------------------------------------------------------------------
 
-
-def compare(
-    task: Annotated[str, typer.Argument(help="generate, fill-mask, translate or summarize.", show_default=False)],
-    texts: Annotated[list[str], typer.Argument(help="The input (several inputs: each goes through every model).", show_default=False)],
-    models: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="A model to compare; repeat for each.", show_default=False)] = None,
-    to: Annotated[Optional[str], typer.Option("--to", "-t", help="translate: target language (ISO code).", show_default=False)] = None,
-    src: Annotated[Optional[str], typer.Option("--from", help="translate: source language (default en).", show_default=False)] = None,
-    max_new_tokens: o.MaxNewTokens = None,
-    min_new_tokens: o.MinNewTokens = None,
-    num_beams: o.NumBeams = None,
-    do_sample: Annotated[Optional[bool], typer.Option("--do-sample/--greedy", help="generate: sample instead of the model's default decoding.", show_default=False)] = None,
-    temperature: Annotated[Optional[float], typer.Option(help="generate: sampling temperature.", show_default=False)] = None,
-    top_k: Annotated[Optional[int], typer.Option("--top-k", "-k", help="generate: sample from the k likeliest tokens; fill-mask: list k candidates.", show_default=False)] = None,
-    top_p: Annotated[Optional[float], typer.Option("--top-p", help="generate: nucleus sampling mass.", show_default=False)] = None,
-    repetition_penalty: Annotated[Optional[float], typer.Option(help="generate: penalty for repeated tokens.", show_default=False)] = None,
-    seed: Annotated[Optional[int], typer.Option(help="generate: random seed, the same for every model.", show_default=False)] = None,
-    continuation_only: Annotated[bool, typer.Option("--continuation-only", help="generate: show only the new text.")] = False,
-    targets: Annotated[Optional[str], typer.Option("--targets", help="fill-mask: comma-separated candidate words.", show_default=False)] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="text (a table: model, output, seconds) or jsonl (one object per model and input).")] = "text",
-    device: o.Device = "auto",
-    dtype: o.Dtype = "auto",
-    offline: o.Offline = False,
-    trust_remote_code: o.TrustRemoteCode = False,
-    quiet: o.Quiet = False,
-    verbose: o.Verbose = False,
-) -> None:
-    """Run the same input, with the same options, through several models and show their outputs side by side."""
-    given = dict(
-        src=src, tgt=to, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, num_beams=num_beams,
-        do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty,
-        seed=seed, continuation_only=continuation_only or None, targets=targets,
-    )  # fmt: skip
-
-    def body() -> int:
-        _setup(offline, quiet, verbose)
-        _check_format(fmt, ("text", "jsonl"))
-        name = _task_name(task)
-        params = _compare_params(name, {k: v for k, v in given.items() if v is not None})
-        rows = run_comparison(name, texts, list(models or []), params, device, dtype, trust_remote_code, verbose, fmt)
-        if fmt == "text":
-            several = len(texts) > 1
-            columns = (["input"] if several else []) + ["model", "output", "seconds"]
-            rows.sort(key=lambda r: r["index"])  # input by input, models in the order given
-            print_table(columns, [([r["input"]] if several else []) + [r["model"], r["shown"], f"{r['seconds']:.2f}"] for r in rows])
-        return 0
-
-    _execute(body)
-
-
-def _compare_params(task: str, given: dict[str, Any]) -> dict[str, Any]:
-    from tfx.errors import UsageError
-
-    for key in given:
-        if key not in COMPARE_OPTIONS[task]:
-            flag = OPTION_FLAGS.get(key, "--" + key.replace("_", "-"))
-            users = [t for t, keys in COMPARE_OPTIONS.items() if key in keys]
-            raise UsageError(f"{flag} does not apply to {task}.", f"It is an option of {' and '.join(users)}.")
-    if task == "translate":
-        if not given.get("tgt"):
-            raise UsageError("translate needs a target language.", "Add --to, e.g. --to fr.")
-        given = {**given, "src": (given.get("src") or "en").lower(), "tgt": given["tgt"].lower()}
-    return given
-
-
-def run_comparison(task, texts, names, params, device, dtype, trust_remote_code, verbose, fmt) -> list[dict[str, Any]]:
-    """Each model in turn: resolve (all first, so a bad name fails before any model loads), load, run every
-    input, free it. jsonl rows are written as each model finishes."""
-    import gc
-
-    from tfx import devices, hub, loading, registry
-    from tfx.errors import RecordError, TfxError, UsageError
-    from tfx.tasks import make_task, text_renderer
-    from tfx.tasks.base import validate_generation
-
-    if not names:
-        example = " ".join(f"-m {m}" for m in registry.SUGGESTED[task])
-        raise UsageError("compare needs the models to compare.", f"Name them with -m, e.g. {example}.")
-    if any(not t.strip() for t in texts):
-        raise UsageError("the input text is empty.", "Pass some text.")
-    generative = task in ("generate", "translate", "summarize")
-    if generative:
-        validate_generation(params)
-    resolved = [hub.resolve(n) for n in names]
-    for r in resolved:
-        loading.check_task(r, task, loading.read_json(r.path / "config.json"))
-    device_name = devices.pick_device(device)
-    torch_dtype = devices.pick_dtype(dtype, device_name)
-    shown_text = text_renderer(task, params)
-    rows = []
-    for r in resolved:
-        if sys.stderr.isatty():
-            _say(f"loading {r.name}")
-        started = time.monotonic()
-        loaded = loading.load(r, task, device_name, torch_dtype, trust_remote_code, verbose)
-        load_seconds = time.monotonic() - started
-        if generative:
-            validate_generation(params, loaded.generation_defaults)
-        runner = make_task(task, loaded, dict(params))
-        for index, text in enumerate(texts):
-            try:
-                runner.check(text)
-            except RecordError as exc:
-                raise TfxError(f"{r.name}: {exc}.", "Fix the input.") from None
-            started = time.monotonic()
-            result = runner.run([text])[0]
-            row = {"input": text, "model": r.name, **result, "seconds": round(time.monotonic() - started, 4), "load_seconds": round(load_seconds, 4)}
-            if fmt == "jsonl":
-                sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
-                sys.stdout.flush()
-            rows.append({**row, "shown": shown_text(result), "index": index})
-        del runner, loaded
-        gc.collect()  # one model in memory at a time
-        if device_name.startswith("cuda"):
-            import torch
-
-            torch.cuda.empty_cache()
-    return rows
-
-
-# ---- tfx env ---------------------------------------------------------------------------------------------
-
-DEVICE_PROBE = r"""
-import json, torch
-cuda = []
-if torch.cuda.is_available():
-    for i in range(torch.cuda.device_count()):
-        p = torch.cuda.get_device_properties(i)
-        cuda.append({"device": f"cuda:{i}", "name": p.name, "memory_bytes": p.total_memory})
-mps = getattr(torch.backends, "mps", None)
-print(json.dumps({"cuda": cuda, "mps": bool(mps and mps.is_available())}))
-"""
-
-
-def env(
-    fmt: ListFormat = "text",
-    probe_devices: Annotated[bool, typer.Option("--devices/--no-devices", help="Probe CUDA and MPS devices (in a child process that imports torch, ~2 s).")] = True,
-) -> None:
-    """Versions, devices, the cache and its size, offline state and whether a Hub token is set (never its value)."""
-
-    def body() -> int:
-        _setup()
-        _check_format(fmt, ("text", "json"))
-        info = env_info(probe_devices)
-        if fmt == "json":
-            print_json(info)
-            return 0
-        from tfx import hub
-
-        lines = [(name, version or "not installed") for name, version in info["versions"].items()]
-        lines.append(("python", f"{info['python']} ({info['platform']})"))
-        lines.append(("devices", _devices_text(info["devices"])))
-        cache = info["cache"]
-        lines.append(("cache", f"{cache['dir']} ({cache['models']} models, {hub.format_size(cache['size_on_disk'])})"))
-        lines.append(("offline", "yes (HF_HUB_OFFLINE)" if info["offline"] else "no"))
-        lines.append(("hub endpoint", info["endpoint"]))
-        token = info["token"]
-        lines.append(("hub token", f"configured ({token['source']})" if token["configured"] else "not configured (`hf auth login` or HF_TOKEN)"))
-        width = max(len(k) for k, _ in lines)
-        sys.stdout.write("".join(f"{k.ljust(width)}  {v}\n" for k, v in lines))
-        return 0
-
-    _execute(body)
-
-
-def env_info(probe_devices: bool = True) -> dict[str, Any]:
-    import platform
-    from importlib import metadata
-
-    from huggingface_hub import constants
-
-    from tfx import hub
-
-    versions = {}
-    for dist in ("tfx", "torch", "transformers", "tokenizers", "huggingface_hub"):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            versions[dist] = None
-    scan = hub.scan_cache()
-    source = hub.token_source()
-    return {
-        "versions": versions,
-        "python": platform.python_version(),
-        "platform": platform.platform(terse=True),
-        "devices": _probe_devices() if probe_devices else None,
-        "cache": {"dir": str(hub.cache_dir()), "models": len(hub.cached_models(scan)), "size_on_disk": scan.size_on_disk if scan else 0},
-        "offline": hub.is_offline(),
-        "endpoint": constants.ENDPOINT,
-        "token": {"configured": source is not None, "source": source},
-    }
-
-
-def _probe_devices() -> dict[str, Any]:
-    """torch answers in a child process: this one stays light, and a hung driver costs a time-out, not a hang."""
-    import subprocess
-
-    try:
-        done = subprocess.run([sys.executable, "-c", DEVICE_PROBE], capture_output=True, text=True, timeout=DEVICE_PROBE_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        return {"error": f"the device probe took over {DEVICE_PROBE_TIMEOUT_S} s"}
-    if done.returncode != 0:
-        lines = done.stderr.strip().splitlines()
-        return {"error": lines[-1] if lines else f"the device probe exited with {done.returncode}"}
-    try:
-        return json.loads(done.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        return {"error": "the device probe printed no answer"}
-
-
-def _devices_text(devices: dict[str, Any] | None) -> str:
-    if devices is None:
-        return "not probed (--no-devices)"
-    if "error" in devices:
-        return f"unknown: {devices['error']}"
-    from tfx import hub
-
-    parts = ["cpu"] + [f"{d['device']} {d['name']} ({hub.format_size(d['memory_bytes'])})" for d in devices["cuda"]]
-    parts.append("mps: " + ("available" if devices["mps"] else "no"))
-    return "; ".join(parts)
