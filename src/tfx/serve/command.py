@@ -1,9 +1,84 @@
-"""The `tfx serve` command; the server itself is imported only when it starts."""
+"""The `tfx serve` command; the server itself (fastapi, uvicorn, torch) is imported only when it starts."""
 
 from __future__ import annotations
 
+from typing import Annotated, Optional
+
 import typer
+
+from tfx import options as o
+from tfx.serve import config as c
+
+SERVE_EXAMPLES = """Examples:
+
+  tfx serve -m gpt2
+
+  tfx serve -m gpt2 -m bert-base-uncased --keep-alive 30m --api-key "$(openssl rand -hex 16)"
+
+  TFX_SERVER=http://127.0.0.1:8000 tfx generate "Once upon a time"
+
+  curl -s localhost:8000/v1/completions -H 'Content-Type: application/json' -d '{"model": "gpt2", "prompt": "Once upon a time", "max_tokens": 20}'
+"""
 
 
 def register(app: typer.Typer) -> None:
     """Add `tfx serve` to the tfx app."""
+    app.command("serve", epilog=SERVE_EXAMPLES)(serve)
+
+
+def serve(
+    models: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Load this model at start (repeatable). Others load on first request.", show_default=False)] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on. Anything but loopback is reachable by others: use --api-key.")] = c.DEFAULT_HOST,
+    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port, printed at start).")] = c.DEFAULT_PORT,
+    keep_alive: Annotated[str, typer.Option("--keep-alive", help="Unload a model idle this long: 30s, 5m, 1h; 0 at once, -1 never.")] = c.DEFAULT_KEEP_ALIVE,
+    api_key: Annotated[Optional[str], typer.Option("--api-key", envvar="TFX_API_KEY", help="Require Authorization: Bearer KEY on every route but /health.", show_default=False)] = None,
+    max_tokens_cap: Annotated[int, typer.Option("--max-tokens-cap", help="Refuse requests asking for more new tokens than this.")] = c.DEFAULT_MAX_TOKENS_CAP,
+    batch_window_ms: Annotated[float, typer.Option("--batch-window-ms", help="How long a batch waits for more requests to join it.")] = c.DEFAULT_BATCH_WINDOW_MS,
+    max_batch_size: Annotated[Optional[int], typer.Option("--max-batch-size", help="Most inputs in one model batch (default: the task's, as in the CLI).", show_default=False)] = None,
+    max_body: Annotated[str, typer.Option("--max-body", help="Refuse request bodies larger than this (e.g. 512k, 8M).")] = c.DEFAULT_MAX_BODY,
+    allow_pull: Annotated[bool, typer.Option("--allow-pull", help="Download a requested model that is not in the cache (default: only -m models may download).")] = False,
+    device: o.Device = "auto",
+    dtype: o.Dtype = "auto",
+    offline: o.Offline = False,
+    trust_remote_code: o.TrustRemoteCode = False,
+    quiet: o.Quiet = False,
+    verbose: o.Verbose = False,
+) -> None:
+    """Keep models loaded and serve them over HTTP: an OpenAI-compatible /v1/completions, plus /v1/generate,
+    /v1/fill-mask, /v1/translate and /v1/summarize with the CLI's parameters. Concurrent requests are batched."""
+    from tfx.cli import execute
+
+    def body() -> int:
+        from tfx import hub
+        from tfx.errors import UsageError
+
+        if max_batch_size is not None and max_batch_size < 1:
+            raise UsageError("--max-batch-size must be at least 1.", "Leave it out for the task's default.")
+        if max_tokens_cap < 1 or batch_window_ms < 0:
+            raise UsageError("--max-tokens-cap must be at least 1 and --batch-window-ms at least 0.", "Leave them out for the defaults.")
+        settings = c.Settings(
+            host=host, port=port, models=list(models or []), keep_alive_s=c.parse_duration(keep_alive), api_key=api_key or None,
+            max_tokens_cap=max_tokens_cap, batch_window_s=batch_window_ms / 1000, max_batch_size=max_batch_size,
+            max_body_bytes=c.parse_size(max_body), device=device, dtype=dtype, trust_remote_code=trust_remote_code,
+            allow_pull=allow_pull, verbose=verbose, quiet=quiet,
+        )  # fmt: skip
+        hub.configure_env(offline)
+        _setup_logging(quiet, verbose)
+        from tfx.serve.server import serve as run_server
+
+        return run_server(settings)
+
+    execute(body)
+
+
+def _setup_logging(quiet: bool, verbose: bool) -> None:
+    """A server's log is for its operator: loads and unloads are shown unless --quiet."""
+    import logging
+    import sys
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("tfx serve: %(levelname)s: %(message)s"))
+    logger = logging.getLogger("tfx")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)

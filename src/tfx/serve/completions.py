@@ -1,0 +1,144 @@
+"""OpenAI's /v1/completions on top of the generate task: choices, stop strings, finish reasons, usage, and the
+server-sent events of a streamed completion."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from tfx.serve.schemas import CompletionRequest
+
+OPENAI_DEFAULT_MAX_TOKENS = 16  # what OpenAI generates when a request gives no max_tokens
+
+
+def count_usage(tokenizer, texts: list[str], results: list[dict[str, Any]]) -> None:
+    """Runs on the model's thread after a batch: token counts for `usage` and finish reasons."""
+    for text, result in zip(texts, results):
+        if "error" in result:
+            continue
+        sequences = result.get("outputs") or [result.get("output", "")]
+        per_sequence = [result.get("generated_tokens", 0)] if len(sequences) == 1 else [len(tokenizer(s, add_special_tokens=False)["input_ids"]) for s in sequences]
+        result["usage"] = {"prompt_tokens": len(tokenizer(text)["input_ids"]), "sequence_tokens": per_sequence}
+
+
+def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
+    """The text up to the first stop string, and whether one was found."""
+    found = [i for i in (text.find(s) for s in stops if s) if i >= 0]
+    return (text[: min(found)], True) if found else (text, False)
+
+
+class StopScanner:
+    """Streamed pieces in, text safe to send out: anything that may be the start of a stop string is held
+    back until the next piece shows whether it is."""
+
+    def __init__(self, stops: list[str]):
+        self.stops = [s for s in stops if s]
+        self.held = ""
+        self.hit = False
+
+    def feed(self, piece: str) -> str:
+        text, self.hit = cut_at_stop(self.held + piece, self.stops)
+        if self.hit:
+            self.held = ""
+            return text
+        keep = max((k for s in self.stops for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
+        self.held = text[len(text) - keep :] if keep else ""
+        return text[: len(text) - keep]
+
+    def flush(self) -> str:
+        held, self.held = self.held, ""
+        return held
+
+
+class Completion:
+    """One completion response being built: its id, model, and the choice objects OpenAI's clients read."""
+
+    def __init__(self, request: CompletionRequest, model: str):
+        self.request = request
+        self.model = model
+        self.id = "cmpl-" + uuid.uuid4().hex[:24]
+        self.created = int(time.time())
+        self.max_tokens = request.max_tokens or OPENAI_DEFAULT_MAX_TOKENS
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+
+    def choices(self, prompt: str, result: dict[str, Any], first_index: int) -> list[dict[str, Any]]:
+        usage = result.get("usage") or {}
+        self.prompt_tokens += usage.get("prompt_tokens", 0)
+        self.completion_tokens += result.get("generated_tokens", 0)
+        sequences = result.get("outputs") or [result.get("output", "")]
+        counts = usage.get("sequence_tokens") or [0] * len(sequences)
+        choices = []
+        for j, (text, tokens) in enumerate(zip(sequences, counts)):
+            text, stopped = cut_at_stop(text, self.request.stops())
+            choices.append(self.choice(first_index + j, (prompt if self.request.echo else "") + text, self.finish_reason(stopped, tokens)))
+        return choices
+
+    def finish_reason(self, stopped: bool, tokens: int) -> str:
+        return "length" if not stopped and tokens >= self.max_tokens else "stop"
+
+    def choice(self, index: int, text: str, finish_reason: str | None) -> dict[str, Any]:
+        return {"text": text, "index": index, "logprobs": None, "finish_reason": finish_reason}
+
+    def body(self, choices: list[dict[str, Any]], with_usage: bool = True) -> dict[str, Any]:
+        body = {"id": self.id, "object": "text_completion", "created": self.created, "model": self.model, "choices": choices}
+        if with_usage:
+            body["usage"] = self.usage()
+        return body
+
+    def usage(self) -> dict[str, int]:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens, "total_tokens": self.prompt_tokens + self.completion_tokens}
+
+    def event(self, choices: list[dict[str, Any]]) -> str:
+        return sse(self.body(choices, with_usage=False))
+
+    def usage_event(self) -> str:
+        return sse({**self.body([], with_usage=False), "usage": self.usage()})
+
+
+def sse(obj: Any) -> str:
+    return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
+
+
+SSE_DONE = "data: [DONE]\n\n"
+
+
+async def stream_one(completion: Completion, prompt: str, stream, error_event) -> AsyncIterator[str]:
+    """Events of one streamed prompt: pieces as they are made, then the finish reason, usage and [DONE]."""
+    request = completion.request
+    scanner = StopScanner(request.stops())
+    include_usage = bool(request.stream_options and request.stream_options.include_usage)
+    try:
+        if request.echo:
+            yield completion.event([completion.choice(0, prompt, None)])
+        async for kind, value in stream.events():
+            if kind == "text" and not scanner.hit:
+                text = scanner.feed(value)
+                if text:
+                    yield completion.event([completion.choice(0, text, None)])
+                if scanner.hit:
+                    yield completion.event([completion.choice(0, "", "stop")])
+                    if not include_usage:
+                        break  # the reader has all it asked for; closing the stream stops the generation
+            elif kind == "error":
+                yield error_event(value)
+                return
+            elif kind == "done" and value is not None:
+                if "error" in value:
+                    yield error_event(value["error"])
+                    return
+                if not scanner.hit:
+                    rest = scanner.flush()
+                    if rest:
+                        yield completion.event([completion.choice(0, rest, None)])
+                    reason = completion.finish_reason(False, value.get("generated_tokens", 0))
+                    yield completion.event([completion.choice(0, "", reason)])
+                completion.choices(prompt, value, 0)  # counts usage
+        if include_usage:
+            yield completion.usage_event()
+        yield SSE_DONE
+    finally:
+        stream.close()

@@ -1,0 +1,178 @@
+"""Request bodies the server accepts, validated strictly (a string is never taken for a number), and their
+translation into the parameter dicts the CLI's tasks take."""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tfx.serve.config import MAX_INPUTS, MAX_SEQUENCES
+
+SEED_MAX = 2**32 - 1  # numpy, which transformers' set_seed also seeds, takes no more
+
+PosInt = Optional[int]
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+    include_usage: bool = False
+
+
+class CompletionRequest(BaseModel):
+    """OpenAI's /v1/completions body. Unknown fields are ignored as OpenAI-compatible servers do; fields tfx
+    cannot honour are refused by `unsupported` rather than silently dropped."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+    model: str = Field(min_length=1)
+    prompt: Union[str, list[str]]
+    max_tokens: PosInt = Field(None, ge=1)
+    temperature: Optional[float] = Field(None, ge=0, le=2)
+    top_p: Optional[float] = Field(None, gt=0, le=1)
+    n: PosInt = Field(None, ge=1, le=MAX_SEQUENCES)
+    seed: PosInt = Field(None, ge=0, le=SEED_MAX)
+    stop: Union[str, list[str], None] = None
+    stream: bool = False
+    stream_options: Optional[StreamOptions] = None
+    echo: bool = False
+    user: Optional[str] = None
+    # Part of OpenAI's API, refused unless left at their neutral value.
+    logprobs: PosInt = None
+    best_of: PosInt = None
+    suffix: Optional[str] = None
+    frequency_penalty: Optional[float] = None
+    presence_penalty: Optional[float] = None
+    logit_bias: Optional[dict[str, Any]] = None
+    # tfx's own generation settings, for clients that pass extra_body.
+    top_k: PosInt = Field(None, ge=0)
+    num_beams: PosInt = Field(None, ge=1, le=MAX_SEQUENCES)
+    repetition_penalty: Optional[float] = Field(None, gt=0)
+    no_repeat_ngram_size: PosInt = Field(None, ge=0)
+
+    def prompts(self) -> list[str]:
+        return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
+
+    def stops(self) -> list[str]:
+        if self.stop is None:
+            return []
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop)
+
+    def unsupported(self) -> str | None:
+        """The name of a field set to something tfx does not do, if any."""
+        if self.logprobs is not None:
+            return "logprobs"
+        if self.best_of not in (None, 1):
+            return "best_of"
+        if self.suffix:
+            return "suffix"
+        for name in ("frequency_penalty", "presence_penalty"):
+            if getattr(self, name) not in (None, 0):
+                return name
+        if self.logit_bias:
+            return "logit_bias"
+        return None
+
+    def generate_params(self, default_max_tokens: int) -> dict[str, Any]:
+        """OpenAI's sampling rules in the CLI's terms. temperature 0 is greedy; a temperature, a top_p or
+        n > 1 means sampling; with none of them the model's own generation config decides, as in the CLI."""
+        n = self.n or 1
+        if self.temperature == 0:
+            do_sample = False
+        elif self.temperature is not None or self.top_p is not None or n > 1:
+            do_sample = True
+        else:
+            do_sample = None
+        params = {
+            "max_new_tokens": self.max_tokens or default_max_tokens,
+            "num_return_sequences": n if n > 1 else None,
+            "do_sample": do_sample,
+            "temperature": self.temperature if do_sample else None,
+            "top_p": self.top_p if do_sample else None,
+            "top_k": self.top_k,
+            "num_beams": self.num_beams,
+            "repetition_penalty": self.repetition_penalty,
+            "no_repeat_ngram_size": self.no_repeat_ngram_size,
+            "seed": self.seed,
+            "continuation_only": True,  # OpenAI returns only the new text; echo puts the prompt back
+        }
+        return {k: v for k, v in params.items() if v is not None}
+
+
+class TaskRequest(BaseModel):
+    """What the task endpoints share: a model (default: the CLI's for the task) and the inputs, one record
+    each. Unknown fields are refused, so a misspelt parameter is an error rather than a silent default."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", populate_by_name=True)
+    model: Optional[str] = Field(None, min_length=1)
+    revision: Optional[str] = None
+    input: Optional[str] = None
+    inputs: Optional[list[str]] = Field(None, min_length=1, max_length=MAX_INPUTS)
+    no_truncate: bool = False
+
+    def texts(self) -> list[str] | None:
+        """The inputs, or None when the body gives neither `input` nor `inputs` (or both)."""
+        if (self.input is None) == (self.inputs is None):
+            return None
+        return [self.input] if self.input is not None else list(self.inputs)
+
+    def params(self) -> dict[str, Any]:
+        """The CLI's parameter dict for the task (runner.RunOptions.params)."""
+        skip = {"model", "revision", "input", "inputs", "stream"}
+        return {k: v for k, v in self.model_dump(exclude=skip).items()}
+
+
+class GenerateRequest(TaskRequest):
+    max_new_tokens: PosInt = Field(None, ge=1)
+    max_length: PosInt = Field(None, ge=1)
+    min_new_tokens: PosInt = Field(None, ge=0)
+    num_return_sequences: PosInt = Field(None, ge=1, le=MAX_SEQUENCES)
+    do_sample: Optional[bool] = None
+    temperature: Optional[float] = None
+    top_k: PosInt = None
+    top_p: Optional[float] = None
+    num_beams: PosInt = Field(None, ge=1, le=MAX_SEQUENCES)
+    repetition_penalty: Optional[float] = None
+    no_repeat_ngram_size: PosInt = None
+    seed: PosInt = Field(None, ge=0, le=SEED_MAX)
+    continuation_only: bool = False
+    stream: bool = False
+
+
+class FillMaskRequest(TaskRequest):
+    top_k: PosInt = Field(None, ge=1)
+    targets: Union[str, list[str], None] = None
+
+    def params(self) -> dict[str, Any]:
+        params = super().params()
+        if isinstance(self.targets, list):
+            params["targets"] = ",".join(self.targets)
+        return params
+
+
+class TranslateRequest(TaskRequest):
+    to: str = Field(min_length=1)
+    from_: str = Field("en", alias="from", min_length=1)
+    max_new_tokens: PosInt = Field(None, ge=1)
+    num_beams: PosInt = Field(None, ge=1, le=MAX_SEQUENCES)
+
+    def params(self) -> dict[str, Any]:
+        params = super().params()
+        params["src"] = params.pop("from_").lower()
+        params["tgt"] = params.pop("to").lower()
+        return params
+
+
+class SummarizeRequest(TaskRequest):
+    max_new_tokens: PosInt = Field(None, ge=1)
+    min_new_tokens: PosInt = Field(None, ge=0)
+    num_beams: PosInt = Field(None, ge=1, le=MAX_SEQUENCES)
+
+
+TASK_REQUESTS: dict[str, type[TaskRequest]] = {
+    "generate": GenerateRequest,
+    "fill-mask": FillMaskRequest,
+    "translate": TranslateRequest,
+    "summarize": SummarizeRequest,
+}
+# Parameters that set an output length, checked against --max-tokens-cap.
+LENGTH_KEYS = ("max_new_tokens", "max_length", "min_new_tokens")
