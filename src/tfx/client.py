@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import socket
-import sys
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -41,8 +40,7 @@ def default_batch_size(task: str, device: str) -> int:
 
 def run_remote(opts) -> int:
     """runner.run for --server: the same pipeline, with the model on the server."""
-    from tfx import io, runner
-    from tfx.tasks import table_renderer, text_renderer
+    from tfx import runner
 
     server_side = (("--device", opts.device, "auto"), ("--dtype", opts.dtype, "auto"), ("--engine", getattr(opts, "engine", "local"), "local"), ("--trust-remote-code", opts.trust_remote_code, False))
     for flag, value, default in server_side:
@@ -52,12 +50,9 @@ def run_remote(opts) -> int:
     try:
         health = server.health()
         name = runner.model_name(opts)
-        streaming = runner._wants_stream(opts)
-        task = RemoteTask(server, opts.task, name, opts.params, opts.revision, health.get("device", "cpu"), runner._stdout_text if streaming else None)
-        writer = io.Writer(opts.fmt, text_renderer(opts.task, opts.params), model=name)
-        table = table_renderer(opts.task, opts.params) if opts.fmt == "text" and sys.stdout.isatty() else None
-        records = io.read_records(opts.texts, opts.input_path, opts.input_format)
-        return runner.Pump(task, writer, opts, table, streaming).run(records)
+        streaming = runner.wants_stream(opts)
+        task = RemoteTask(server, opts.task, name, opts.params, opts.revision, health.get("device", "cpu"), runner.stdout_text if streaming else None)
+        return runner.pump_records(opts, task, name, streaming)
     finally:
         server.close()
 

@@ -111,21 +111,26 @@ def run(opts: RunOptions) -> int:
     log.info("loading %s from %s on %s (%s)", name, resolved.path, device, str(dtype).replace("torch.", ""))
     loaded = loading.load(resolved, opts.task, device, dtype, opts.trust_remote_code, opts.verbose, engine=opts.engine)
     log.info("loaded %s in %.2f s", name, time.monotonic() - started)
-    from tfx.tasks import make_task, table_renderer, text_renderer
+    from tfx.tasks import make_task
 
-    streaming = _wants_stream(opts)
+    streaming = wants_stream(opts)
     params = dict(opts.params)
     if streaming:
-        params["on_text"] = _stdout_text
-    task = make_task(opts.task, loaded, params)
+        params["on_text"] = stdout_text
+    return pump_records(opts, make_task(opts.task, loaded, params), name, streaming)
+
+
+def pump_records(opts: RunOptions, task, name: str, streaming: bool) -> int:
+    """Read the records, run them through task (local or remote) and write one result each."""
+    from tfx.tasks import table_renderer, text_renderer
+
     writer = io.Writer(opts.fmt, text_renderer(opts.task, opts.params), model=name)
     table = table_renderer(opts.task, opts.params) if opts.fmt == "text" and sys.stdout.isatty() else None
     records = io.read_records(opts.texts, opts.input_path, opts.input_format)
-    pump = Pump(task, writer, opts, table, streaming)
-    return pump.run(records)
+    return Pump(task, writer, opts, table, streaming).run(records)
 
 
-def _wants_stream(opts: RunOptions) -> bool:
+def wants_stream(opts: RunOptions) -> bool:
     if opts.task != "generate" or opts.fmt != "text" or len(opts.texts) != 1 or opts.texts == ["-"]:
         return False
     p = opts.params
@@ -134,7 +139,7 @@ def _wants_stream(opts: RunOptions) -> bool:
     return opts.stream if opts.stream is not None else sys.stdout.isatty()
 
 
-def _stdout_text(text: str) -> None:
+def stdout_text(text: str) -> None:
     sys.stdout.write(text)
     sys.stdout.flush()
 
@@ -201,7 +206,7 @@ class Pump:
         for start in range(0, len(ordered), self.batch_size):
             batch = ordered[start : start + self.batch_size]
             if self.streaming and not self.opts.params.get("continuation_only"):
-                _stdout_text(batch[0].text)
+                stdout_text(batch[0].text)
             outs = self.task.run([r.text for r in batch])
             for record, out in zip(batch, outs):
                 results[record.index] = out
@@ -210,7 +215,7 @@ class Pump:
 
     def emit(self, record: io.Record, result: dict[str, Any]) -> None:
         if self.streaming:
-            _stdout_text("\n")
+            stdout_text("\n")
         elif self.table is not None and "predictions" in result:
             render_table(record.text, self.table(result))
         else:
