@@ -172,16 +172,9 @@ class Slot:
 
 
 def _detach_hooks(task) -> None:
-    """FillMask hooks the model's output layer and keeps no handle to it; a task the server drops must take
-    its hook with it, or every later forward would call it and the task could never be freed."""
-    model = getattr(task, "model", None)
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    for hooks in (getattr(head, "_forward_pre_hooks", None), getattr(head, "_forward_pre_hooks_with_kwargs", None)):
-        if not hooks:
-            continue
-        for hook_id, hook in list(hooks.items()):
-            if getattr(hook, "__self__", None) is task:
-                hooks.pop(hook_id, None)
+    """A task the server drops must take its hooks on the shared model with it, or every later forward
+    would call them and the task could never be freed."""
+    task.close()
 
 
 class Stream:

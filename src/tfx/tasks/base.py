@@ -55,6 +55,9 @@ class Task:
     def default_batch_size(self) -> int:
         return 8 if self.device == "cpu" else 32
 
+    def close(self) -> None:
+        """Undo what the task did to the shared model (hooks), so the model can serve another task."""
+
 
 def user_generation_kwargs(params: dict[str, Any]) -> dict[str, Any]:
     """Only what the user set; everything else stays with the model's generation config."""

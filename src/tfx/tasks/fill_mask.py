@@ -32,8 +32,12 @@ class FillMask(Task):
         self.limit = input_limit(loaded)
         self._selected = None
         head = self.model.get_output_embeddings()
-        if head is not None:
-            head.register_forward_pre_hook(self._only_masked_positions)
+        self._hook = head.register_forward_pre_hook(self._only_masked_positions) if head is not None else None
+
+    def close(self) -> None:
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
 
     def _only_masked_positions(self, module, args):
         """Feed the vocabulary projection only the hidden states at mask positions: [B, T, H] -> [N, H]."""
