@@ -39,3 +39,23 @@ def assert_clean_error(result: Result, code: int = 1, *needles: str) -> None:
     assert lines[0].startswith("tfx: error:"), result.err
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
+
+
+def read_pty(master: int, timeout: float = 60) -> list[bytes]:
+    """Every chunk written to a pseudo-terminal until its last writer closes it (or nothing comes in time)."""
+    import os
+    import select
+
+    chunks = []
+    while True:
+        ready, _, _ = select.select([master], [], [], timeout)
+        if not ready:
+            break
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the other side is closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return chunks

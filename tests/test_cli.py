@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import pty
-import select
 import subprocess
 import sys
 import time
 
 import pytest
 import tiny_models as tm
-from clihelp import assert_clean_error, tfx
+from clihelp import assert_clean_error, read_pty, tfx
 
 COMMANDS = ["generate", "fill-mask", "translate", "summarize"]
 
@@ -107,18 +106,7 @@ def _pty_stdout(args: list[str], env: dict) -> bytes:
     master, slave = pty.openpty()
     proc = subprocess.Popen([sys.executable, "-m", "tfx", *args], env=env, stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.PIPE)
     os.close(slave)
-    data = b""
-    while True:
-        ready, _, _ = select.select([master], [], [], 60)
-        if not ready:
-            break
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        data += chunk
+    data = b"".join(read_pty(master))
     proc.wait()
     os.close(master)
     return data

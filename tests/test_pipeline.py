@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import pty
-import resource
 import select
 import signal
 import subprocess
@@ -15,7 +14,7 @@ import time
 
 import pytest
 import tiny_models as tm
-from clihelp import tfx
+from clihelp import read_pty, tfx
 
 BERT = "tfx-test/tiny-bert"
 CASES = tm.FILL_MASK_CASES
@@ -247,18 +246,7 @@ def _run_with_tty_stderr(args: list[str], env: dict, stdin: bytes) -> tuple[byte
     os.close(slave)
     proc.stdin.write(stdin)
     proc.stdin.close()
-    err = b""
-    while True:
-        ready, _, _ = select.select([master], [], [], 60)
-        if not ready:
-            break
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        err += chunk
+    err = b"".join(read_pty(master))
     out = proc.stdout.read()
     proc.wait()
     os.close(master)
@@ -281,18 +269,7 @@ def test_token_streaming_on_a_terminal(tfx_env):
     master, slave = pty.openpty()
     proc = subprocess.Popen([sys.executable, "-m", "tfx", "generate", "-m", "tfx-test/tiny-gpt2", tm.GPT2_PROMPT], env=tfx_env, stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.PIPE)
     os.close(slave)
-    chunks = []
-    while True:
-        ready, _, _ = select.select([master], [], [], 60)
-        if not ready:
-            break
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
+    chunks = read_pty(master)
     proc.wait()
     os.close(master)
     text = b"".join(chunks).decode().replace("\r\n", "\n")
