@@ -41,8 +41,7 @@ Engine = Annotated[
     str,
     typer.Option(
         "--engine",
-        help="local: PyTorch in this process; ct2: CTranslate2 (int8 on CPU, pip install 'tfx[ct2]'); "
-        "ray: a Ray cluster through Ray Data (pip install 'tfx[ray]').",
+        help="local: PyTorch in this process; ray: a Ray cluster through Ray Data (pip install 'tfx[ray]').",
     ),
 ]
 Output = Annotated[Optional[str], typer.Option("--output", "-o", help="--engine ray: directory for the output shards.", show_default=False)]

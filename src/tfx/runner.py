@@ -21,7 +21,7 @@ from tfx.errors import RecordError, TfxError, UsageError
 
 log = logging.getLogger("tfx")
 
-ENGINES = ("local", "ct2", "ray")
+ENGINES = ("local", "ray")
 WINDOW_BATCHES = 4  # a window holds this many batches, sorted by length together
 QUEUE_RECORDS = 2048  # read-ahead bound: memory stays flat on a 1,000,000-line input
 GATHER_WAIT_S = 0.05  # how long to wait for more input before running a partial window
@@ -45,7 +45,7 @@ class RunOptions:
     stream: bool | None = None
     trust_remote_code: bool = False
     server: str | None = None  # a `tfx serve` URL: the work is sent there
-    engine: str = "local"  # local | ct2 | ray
+    engine: str = "local"  # local | ray
     output: str | None = None  # --engine ray: output directory
     output_format: str = "jsonl"
     ray_address: str | None = None
