@@ -185,12 +185,19 @@ def fill_pipeline(args: dict) -> dict:
     texts = [s.replace("[MASK]", mask) for s in args["sentences"]]
     with torch.inference_mode():
         found = pipe(texts, batch_size=args["batch_size"])
-    outs = [f[0]["sequence"] if isinstance(f, list) else f["sequence"] for f in found]
-    return {"import_s": t1 - t0, "load_s": t2 - t1, "compute_s": time.perf_counter() - t2, "outputs": outs}
+    t3 = time.perf_counter()
+    best = [f[0] if isinstance(f, list) else f for f in found]
+    outs, words = [b["sequence"] for b in best], [b["token_str"].strip().removeprefix("##") for b in best]
+    return {"import_s": t1 - t0, "load_s": t2 - t1, "compute_s": t3 - t2, "outputs": outs, "words": words}
 
 
 def fill_tfx(args: dict) -> dict:
-    return _tfx_run("fill-mask", args["sentences"], args["model"], {})
+    result = _tfx_run("fill-mask", args["sentences"], args["model"], {})
+    words = []  # the word tfx put where [MASK] was: its output minus the input's own text around the mask
+    for text, out in zip(args["sentences"], result["outputs"]):
+        head, tail = text.split("[MASK]", 1)
+        words.append(out[len(head) : len(out) - len(tail)].strip())
+    return {**result, "words": words}
 
 
 # ---- translate -----------------------------------------------------------------------------------------
