@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import tiny_models as tm
-from clihelp import assert_clean_error, tfx
+from clihelp import assert_clean_error, read_pty, tfx
 from fake_hub import FakeHub, files_of
 
 GPT2 = "tfx-test/tiny-gpt2"
@@ -170,15 +170,7 @@ def test_progress_bar_on_a_terminal_stderr(fake_hub, online_env):
     master, slave = pty.openpty()
     proc = subprocess.Popen([sys.executable, "-m", "tfx", "pull", GPT2], stdout=subprocess.PIPE, stderr=slave, env=online_env)
     os.close(slave)
-    chunks = []
-    while True:  # read while it runs, so a full terminal buffer never blocks it
-        try:
-            data = os.read(master, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not data:
-            break
-        chunks.append(data)
+    chunks = read_pty(master)  # read while it runs, so a full terminal buffer never blocks it
     os.close(master)
     out = proc.stdout.read()
     proc.stdout.close()

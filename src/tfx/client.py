@@ -26,18 +26,6 @@ READ_TIMEOUT_S = 3600.0  # a queue of long generations on a CPU server can take 
 WIRE_NAMES = {"src": "from", "tgt": "to"}
 
 
-def default_batch_size(task: str, device: str) -> int:
-    """The batch size the local task would choose on `device`, so a remote run groups records as a local one."""
-    from tfx.tasks.fill_mask import FillMask
-    from tfx.tasks.generate import Generate
-    from tfx.tasks.seq2seq import Summarize, Translate
-
-    cls = {"generate": Generate, "fill-mask": FillMask, "translate": Translate, "summarize": Summarize}[task]
-    probe = cls.__new__(cls)  # default_batch_size() reads only the device: no model needed
-    probe.device = device
-    return probe.default_batch_size()
-
-
 def run_remote(opts) -> int:
     """runner.run for --server: the same pipeline, with the model on the server."""
     from tfx import runner
@@ -81,6 +69,8 @@ class RemoteTask:
         return len(text)
 
     def default_batch_size(self) -> int:
+        from tfx.tasks import default_batch_size
+
         return default_batch_size(self.task, self.device)
 
     def run(self, texts: list[str]) -> list[dict[str, Any]]:

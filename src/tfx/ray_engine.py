@@ -121,14 +121,9 @@ def batch_size_for(opts, device: str) -> int:
     the same batches give the same numbers as the local engine."""
     if opts.batch_size:
         return opts.batch_size
-    from tfx.tasks.fill_mask import FillMask
-    from tfx.tasks.generate import Generate
-    from tfx.tasks.seq2seq import Summarize, Translate
+    from tfx.tasks import default_batch_size
 
-    cls = {"generate": Generate, "fill-mask": FillMask, "translate": Translate, "summarize": Summarize}[opts.task]
-    probe = cls.__new__(cls)
-    probe.device = device
-    return probe.default_batch_size()
+    return default_batch_size(opts.task, device)
 
 
 def preflight(opts, name: str, remote: bool) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tfx import hub, loading, registry
-from tfx.client import default_batch_size
+from tfx.tasks import default_batch_size
 from tfx.errors import RecordError, TfxError
 from tfx.serve.config import Settings
 

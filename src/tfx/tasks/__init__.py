@@ -5,24 +5,38 @@ from __future__ import annotations
 from typing import Any
 
 
-def make_task(name: str, loaded, params: dict[str, Any]):
+def task_class(name: str):
+    """The Task class for a command name; importing it loads no model."""
     if name == "generate":
         from tfx.tasks.generate import Generate
 
-        return Generate(loaded, params)
+        return Generate
     if name == "fill-mask":
         from tfx.tasks.fill_mask import FillMask
 
-        return FillMask(loaded, params)
+        return FillMask
     if name == "translate":
         from tfx.tasks.seq2seq import Translate
 
-        return Translate(loaded, params)
+        return Translate
     if name == "summarize":
         from tfx.tasks.seq2seq import Summarize
 
-        return Summarize(loaded, params)
+        return Summarize
     raise ValueError(name)
+
+
+def make_task(name: str, loaded, params: dict[str, Any]):
+    return task_class(name)(loaded, params)
+
+
+def default_batch_size(name: str, device: str) -> int:
+    """The batch size a task chooses on `device`, without a model (it depends on the device alone), so remote
+    and Ray runs group records exactly as a local run does."""
+    cls = task_class(name)
+    probe = cls.__new__(cls)
+    probe.device = device
+    return probe.default_batch_size()
 
 
 def text_renderer(name: str, params: dict[str, Any]):
