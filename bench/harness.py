@@ -95,23 +95,20 @@ def gen_batched(args: dict) -> dict:
 
 
 def _tfx_run(task: str, texts: list[str], model: str, params: dict, batch_size: int | None = None) -> dict:
-    """tfx's own pipeline in this process: resolve -> load -> task -> Pump, output captured."""
+    """tfx's own path in this process: spec -> open_task (the one load sequence) -> pipeline, output captured."""
     t0 = time.perf_counter()
-    import torch
+    import torch  # noqa: F401 - counted in import_s, as the CLI pays it
 
-    from tfx import hub, io as tio, loading
-    from tfx.runner import Pump, RunOptions
-    from tfx.tasks import make_task, text_renderer
+    from tfx import io as tio, pipeline, spec
+    from tfx.tasks import open_task
 
     t1 = time.perf_counter()
-    resolved = hub.resolve(model)
-    loaded = loading.load(resolved, task, "cpu", torch.float32, engine="local")
-    work = make_task(task, loaded, dict(params))
+    run = spec.build(task, spec.SETTINGS[task].from_params(params), model=model, device="cpu", quiet=True, batch_size=batch_size)
+    work = open_task(run)
     t2 = time.perf_counter()
     buf = io.StringIO()
-    opts = RunOptions(task=task, texts=texts, model=model, params=params, quiet=True, batch_size=batch_size)
-    writer = tio.Writer("text", text_renderer(task, params), out=buf, model=model)
-    Pump(work, writer, opts, None, False).run(tio.read_records(texts, None, "text"))
+    writer = tio.Writer("text", out=buf, model=model)
+    pipeline.run(tio.read_records(texts, None, "text"), work, writer, batch_size=batch_size)
     t3 = time.perf_counter()
     return {"import_s": t1 - t0, "load_s": t2 - t1, "compute_s": t3 - t2, "outputs": buf.getvalue().splitlines(), "fast": getattr(work, "fast", None) is not None}
 
@@ -258,17 +255,17 @@ def load_time(args: dict) -> dict:
 
     t0 = time.perf_counter()
     if args["which"] == "tfx":
-        from tfx import hub, loading
+        from tfx import loading
 
-        loaded = loading.load(hub.resolve(args["model"]), args["task"], "cpu", torch.float32, engine="local")
+        loaded = loading.load(loading.prepare(args["model"], args["task"]), "cpu", torch.float32)
         fast = getattr(loaded, "fast", None) is not None
     else:
         import transformers
 
-        from tfx.loading import auto_class_name
+        from tfx.registry import auto_class
 
         family = {"generate": "decoder-only", "fill-mask": "encoder-only", "translate": "encoder-decoder"}[args["task"]]
-        auto = getattr(transformers, auto_class_name(args["task"], family))
+        auto = getattr(transformers, auto_class(args["task"], family))
         path = _snapshot(args["cache"], args["model"])
         transformers.AutoTokenizer.from_pretrained(path)
         auto.from_pretrained(path)

@@ -1,5 +1,7 @@
 """A loopback HTTP server that speaks the parts of the Hugging Face Hub API that huggingface_hub 2.x calls
-for tfx: model info, file resolution (HEAD and GET) and the model listing used by search.
+for tfx: model info, the repository tree (snapshot_download lists it, dry runs included), file resolution
+(HEAD and GET) and the model listing used by search. Any POST (an OAuth token refresh, say) is recorded and
+refused with 400.
 
 It runs on 127.0.0.1 in a thread (`with FakeHub() as hub:`; point HF_ENDPOINT at `hub.url`) and records every
 request, so tests can assert exactly which files were fetched. Special repos answer like the real Hub:
@@ -56,6 +58,16 @@ class Repo:
             "downloads": self.downloads, "likes": self.likes, "config": config, "siblings": siblings,
             "lastModified": "2024-01-01T00:00:00.000Z", "createdAt": "2024-01-01T00:00:00.000Z",
         }  # fmt: skip
+
+    def tree(self) -> list[dict]:
+        entries = []
+        for name, data in sorted(self.files.items()):
+            entry = {"type": "file", "oid": git_blob_sha(data), "size": len(data), "path": name}
+            if name.endswith(LFS_SUFFIXES):
+                entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
+            entries.append(entry)
+        folders = sorted({name.rsplit("/", 1)[0] for name in self.files if "/" in name})
+        return [{"type": "directory", "oid": "0" * 40, "size": 0, "path": f} for f in folders] + entries
 
     def listing(self) -> dict:
         return {
@@ -154,6 +166,13 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._route(head=False)
 
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        with self.fake._lock:
+            self.fake.requests.append(("POST", urlsplit(self.path).path, {}))
+        self._error(400, "BadRequest", "tfx never posts to the Hub")
+
     # -- routing --------------------------------------------------------------------------------------------
 
     def _route(self, head: bool) -> None:
@@ -185,6 +204,8 @@ class _Handler(BaseHTTPRequestHandler):
         return repo
 
     def _info(self, rest: str, query: dict) -> None:
+        if "/tree/" in rest:
+            return self._tree(*rest.split("/tree/", 1))
         repo_id, _, revision = rest.partition("/revision/")
         repo = self._repo(repo_id, files=False)
         if repo is None:
@@ -192,6 +213,14 @@ class _Handler(BaseHTTPRequestHandler):
         if revision and revision not in ("main", repo.sha):
             return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
         self._json(repo.info(with_blobs="blobs" in query))
+
+    def _tree(self, repo_id: str, revision: str) -> None:
+        repo = self._repo(repo_id, files=False)
+        if repo is None:
+            return
+        if revision.split("/", 1)[0] not in ("main", repo.sha):
+            return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
+        self._json(repo.tree())
 
     def _list(self, query: dict) -> None:
         search = (query.get("search") or [""])[0].lower()

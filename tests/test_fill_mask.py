@@ -104,16 +104,17 @@ def test_task_model_mismatch_names_family_and_suggests(tfx_env, task, model, nee
 def test_task_close_removes_its_hook_from_the_shared_model(hub_cache):
     import torch
 
-    from tfx import hub, loading
+    from tfx import loading
+    from tfx.spec import FillMaskSettings
     from tfx.tasks import make_task
 
-    loaded = loading.load(hub.resolve("tfx-test/tiny-bert"), "fill-mask", "cpu", torch.float32)
+    loaded = loading.load(loading.prepare("tfx-test/tiny-bert", "fill-mask"), "cpu", torch.float32)
     head = loaded.model.get_output_embeddings()
-    first = make_task("fill-mask", loaded, {})
-    second = make_task("fill-mask", loaded, {"top_k": 2})
+    first = make_task("fill-mask", loaded, FillMaskSettings())
+    second = make_task("fill-mask", loaded, FillMaskSettings(top_k=2))
     assert len(head._forward_pre_hooks) == 2
     first.close()
     assert len(head._forward_pre_hooks) == 1
-    assert second.run(["Paris is the [MASK] of France."])[0]["output"] == "Paris is the capital of France."
+    assert second.run(["Paris is the [MASK] of France."])[0].output == "Paris is the capital of France."
     second.close()
     assert len(head._forward_pre_hooks) == 0

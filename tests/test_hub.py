@@ -129,8 +129,10 @@ def test_pull_fetches_only_what_running_needs_and_again_is_a_no_op(fake_hub, onl
     assert f"{len(needed)} files" in announce and f"{size / 1000:.1f} kB" in announce  # the total, before the download
     assert done.startswith("tfx: pulled")
     assert sorted(fake_hub.fetched(GPT2)) == sorted(needed)
+    assert set(fake_hub.fetched(GPT2, "HEAD")) == needed  # the dry run and the download ask about nothing else
     assert not [p for p in fake_hub.paths() if any(d in p for d in DECOYS)]
     assert fake_hub.paths().count(f"/api/models/{GPT2}") == 1
+    assert fake_hub.fetched(GPT2)[-1] == "model.safetensors"  # weights last: a snapshot with weights is complete
 
     fake_hub.clear()
     again = tfx("pull", GPT2, env=online_env)
@@ -143,6 +145,32 @@ def test_pull_checks_the_task_with_the_hubs_config_before_downloading(fake_hub, 
     r = tfx("pull", GPT2, "--task", "fill-mask", env=online_env)
     assert_clean_error(r, 1, "decoder-only model", "fill-mask needs an encoder-only model")
     assert fake_hub.paths() == [f"/api/models/{GPT2}"]
+
+
+def test_pull_after_an_interrupted_download_fetches_only_what_is_missing(fake_hub, online_env, needed):
+    first = tfx("pull", GPT2, env=online_env)
+    assert first.code == 0, first.err
+    weights = Path(first.out.strip()) / "model.safetensors"
+    blob = weights.resolve()
+    weights.unlink()
+    blob.unlink()  # as if the download had stopped before the weights
+    fake_hub.clear()
+    again = tfx("pull", GPT2, env=online_env)
+    assert again.code == 0, again.err
+    assert again.out == first.out
+    size = len(files_of(snapshot(Path(online_env["HF_HUB_CACHE"]), GPT2))["model.safetensors"])
+    assert f"1 of {len(needed)} files, {size / 1000:.1f} kB" in again.err  # the dry run knew what was cached
+    assert fake_hub.fetched(GPT2) == ["model.safetensors"]
+
+
+def test_pull_refuses_a_revision_that_is_not_a_ref_name_before_any_request(fake_hub, online_env):
+    for revision in ("../../../etc", "/main", "main\x1b[31m", "a" * 256, "v1..v2"):
+        r = tfx("pull", GPT2, "--revision", revision, env=online_env)
+        assert_clean_error(r, 2, "is not a branch, tag or commit name")
+        assert "\x1b" not in r.err
+    assert fake_hub.paths() == []
+    unknown = tfx("pull", GPT2, "--revision", "no-such-branch", env=online_env)  # a ref name: the Hub decides
+    assert_clean_error(unknown, 1, "has no revision 'no-such-branch'")
 
 
 def test_first_use_downloads_the_minimum_then_runs_without_the_hub(hub_cache, tfx_env, tmp_path, needed):
@@ -222,7 +250,7 @@ def test_offline_makes_no_request_at_all(fake_hub, online_env):
     r = tfx("generate", "--offline", "-m", GPT2, "Hello", env=online_env)
     assert_clean_error(r, 1, "not in the local cache and offline mode is on", f"tfx pull {GPT2}")
     r = tfx("search", "gpt", env={**online_env, "HF_HUB_OFFLINE": "1"})
-    assert_clean_error(r, 1, "offline")
+    assert_clean_error(r, 2, "search needs the Hub, and offline mode is on")
     assert r.out == ""
     assert fake_hub.paths() == []
 
@@ -239,6 +267,12 @@ def test_search_lists_transformers_models_most_downloaded_first(fake_hub, online
     ]
     ((_, path, query),) = [req for req in fake_hub.requests if req[1] == "/api/models"]
     assert query["sort"] == ["downloads"] and query["limit"] == ["2"] and query["filter"] == ["transformers"]
+
+    refused = {**online_env, "HF_ENDPOINT": f"http://127.0.0.1:{closed_port()}"}
+    r, seconds = timed("search", "gpt", env=refused)
+    assert_clean_error(r, 1, "cannot search: the Hub is unreachable", "HTTPS_PROXY")
+    assert seconds < TIME_BOUND_S
+    assert_clean_error(tfx("search", "gpt", "--task", "poetry", env=online_env), 2, "unknown task 'poetry'")
 
     table = tfx("search", "gpt", "--task", "generate", env=online_env)  # tfx's task names work too
     assert table.code == 0, table.err
@@ -266,9 +300,12 @@ def test_cache_ls_and_rm(fake_hub, online_env):
     declined = tfx("cache", "rm", GPT2, env=online_env, stdin="n\n")
     assert declined.code == 1 and "Delete" in declined.err and "nothing deleted" in declined.err
     assert json.loads(tfx("cache", "ls", "-f", "json", env=online_env).out)
+    folder = Path(online_env["HF_HUB_CACHE"]) / "models--tfx-test--tiny-gpt2"
+    on_disk = sum(p.lstat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
     removed = tfx("cache", "rm", "--yes", GPT2, env=online_env)
     assert removed.code == 0, removed.err
-    assert "freed" in removed.err
+    assert f"deleted models--tfx-test--tiny-gpt2; freed {on_disk / 1000:.1f} kB" in removed.err
+    assert not folder.exists()
     assert json.loads(tfx("cache", "ls", "-f", "json", env=online_env).out) == []
     assert_clean_error(tfx("cache", "rm", "--yes", GPT2, env=online_env), 1, "not in the cache")
     assert fake_hub.paths().count(f"/api/models/{GPT2}") == 1  # ls and rm never ask the Hub

@@ -105,18 +105,20 @@ def test_streamed_pieces_match_transformers_text_streamer(hf, fast):
 def test_fast_path_is_taken_and_falls_back_when_it_cannot(hub_cache):
     import torch
 
-    from tfx import hub, loading
+    from tfx import loading
+    from tfx.spec import GenerateSettings
     from tfx.tasks import make_task
 
-    loaded = loading.load(hub.resolve(GPT2), "generate", "cpu", torch.float32)
+    prepared = loading.prepare(GPT2, "generate")
+    loaded = loading.load(prepared, "cpu", torch.float32)
     assert loaded.fast is not None and loaded._model is None  # transformers' model not loaded
-    assert make_task("generate", loaded, {"max_new_tokens": 5}).fast is not None
-    sampled = make_task("generate", loading.load(hub.resolve(GPT2), "generate", "cpu", torch.float32), {"do_sample": True, "seed": 1})
-    assert sampled.fast is None and sampled.model is not None
-    beams = make_task("generate", loading.load(hub.resolve(GPT2), "generate", "cpu", torch.float32), {"num_beams": 2})
+    assert make_task("generate", loaded, GenerateSettings(max_new_tokens=5)).fast is not None
+    sampled = make_task("generate", loading.load(prepared, "cpu", torch.float32), GenerateSettings(do_sample=True, seed=1))
+    assert sampled.fast is None and sampled.loaded.model is not None
+    beams = make_task("generate", loading.load(prepared, "cpu", torch.float32), GenerateSettings(num_beams=2))
     assert beams.fast is None
-    assert loading.load(hub.resolve(GPT2), "generate", "cpu", torch.float32, engine="ct2").fast is None
-    assert loading.load(hub.resolve(GPT2), "generate", "cpu", torch.bfloat16).fast is None
+    assert loading.load(prepared, "cpu", torch.float32, fast=False).fast is None
+    assert loading.load(prepared, "cpu", torch.bfloat16).fast is None
 
 
 def test_unsupported_configs_are_left_to_transformers(gpt2_dir):
@@ -187,7 +189,7 @@ def test_lazy_transformers_objects_still_load_on_demand(hub_cache):
 
     from tfx import hub, loading
 
-    loaded = loading.load(hub.resolve(GPT2), "generate", "cpu", torch.float32)
+    loaded = loading.load(loading.prepare(GPT2, "generate"), "cpu", torch.float32)
     assert loaded.tokenizer(tm.GPT2_PROMPT)["input_ids"] == loaded.fast.tokenizer(tm.GPT2_PROMPT)["input_ids"]
     assert type(loaded.model).__name__ == "GPT2LMHeadModel"
     record = json.dumps({"fast": loaded.fast is not None})

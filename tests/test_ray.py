@@ -232,7 +232,7 @@ def test_without_ray_a_one_line_install_hint(env, tmp_path):
     )  # fmt: skip
     from clihelp import Result
 
-    assert_clean_error(Result(proc.returncode, proc.stdout, proc.stderr), 1, "--engine ray needs Ray", 'pip install "tfx[ray]"')
+    assert_clean_error(Result(proc.returncode, proc.stdout, proc.stderr), 1, "--engine ray needs Ray", 'pip install "tfx-cli[ray]"')
 
 
 def test_usage_errors_before_any_cluster(env, tmp_path):

@@ -299,6 +299,116 @@ def test_idle_model_is_unloaded_after_keep_alive_and_reloaded_on_use(env):
         s.stop()
 
 
+# --- the server's models, looked at from inside ---------------------------------------------------
+
+
+class InProcessServer:
+    """The server's app under uvicorn on a thread of this process, so a test can look at its slots."""
+
+    request = Server.request
+    health = Server.health
+    client = Server.client
+
+    def __init__(self):
+        import torch
+        import uvicorn
+
+        from tfx.serve.app import create_app
+        from tfx.serve.config import Settings
+        from tfx.serve.models import Manager
+        from tfx.serve.server import bind
+
+        settings = Settings(port=0, keep_alive_s=None)
+        self.manager = Manager(settings, "cpu", torch.float32)  # the fast GPT-2 path's device and dtype
+        sock = bind("127.0.0.1", 0)
+        self.host, self.port = sock.getsockname()[:2]
+        self.url = f"http://{self.host}:{self.port}"
+        self.uvicorn = uvicorn.Server(uvicorn.Config(create_app(settings, self.manager), log_config=None, log_level="warning"))
+        self.thread = threading.Thread(target=self.uvicorn.run, kwargs={"sockets": [sock]}, name="test-serve", daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.uvicorn.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert self.uvicorn.started, "the in-process server did not start"
+
+    def slots_of(self, name: str) -> list:
+        return [slot for slot in self.manager.slots.values() if name in slot.names]
+
+    def stop(self) -> None:
+        self.uvicorn.should_exit = True
+        self.thread.join(30)
+
+
+@pytest.fixture
+def inside(hub_cache):
+    from tfx import loading
+
+    s = InProcessServer()
+    s.loads = []
+    real_load = loading.load
+
+    def counted(prepared, *args, **kwargs):
+        s.loads.append((prepared.name, prepared.auto_class))
+        return real_load(prepared, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(loading, "load", counted)
+        try:
+            yield s
+        finally:
+            s.stop()
+
+
+def test_bart_large_generate_and_fill_mask_share_one_loaded_model(inside):
+    filled = inside.request("POST", "/v1/fill-mask", {"model": "facebook/bart-large", "input": "The [MASK] was here."})
+    assert filled[0] == 200 and "error" not in filled[2]["results"][0], filled
+    generated = inside.request("POST", "/v1/generate", {"model": "facebook/bart-large", "input": "The cat was here.", "max_new_tokens": 5})
+    assert generated[0] == 200 and "error" not in generated[2]["results"][0], generated
+    again = inside.request("POST", "/v1/fill-mask", {"model": "facebook/bart-large", "input": "The [MASK] was here."})
+    assert again[2]["results"] == filled[2]["results"]  # the generate task's turn left the model as it was
+
+    (slot,) = inside.slots_of("facebook/bart-large")
+    assert slot.head == "AutoModelForSeq2SeqLM"
+    assert inside.loads == [("facebook/bart-large", "AutoModelForSeq2SeqLM")]  # loaded once, for both tasks
+    assert [m["id"] for m in inside.health()["models"]] == ["facebook/bart-large"]
+
+
+def test_a_sampling_request_leaves_the_fast_path_to_greedy_ones(inside):
+    greedy = {"model": GPT2, "prompt": tm.GPT2_PROMPT, "max_tokens": 30, "temperature": 0}
+    status, _, first = inside.request("POST", "/v1/completions", greedy)
+    assert status == 200 and first["choices"][0]["text"] == tm.GPT2_CONTINUATION
+    (slot,) = inside.slots_of(GPT2)
+    assert slot.loaded.fast is not None and slot._task.fast is not None
+
+    sampled = inside.request("POST", "/v1/completions", {"model": GPT2, "prompt": "The", "max_tokens": 8, "temperature": 1.0})
+    assert sampled[0] == 200 and sampled[2]["choices"][0]["text"]
+    assert slot._task.fast is None and slot.loaded._model is not None  # sampling ran on transformers
+
+    status, _, after = inside.request("POST", "/v1/completions", greedy)
+    assert status == 200 and after["choices"][0]["text"] == tm.GPT2_CONTINUATION
+    assert slot.loaded.fast is not None and slot._task.fast is not None  # greedy is back on the fast path
+    assert inside.loads == [(GPT2, "AutoModelForCausalLM")]
+
+
+def test_usage_is_counted_without_loading_transformers_on_the_fast_path(inside):
+    status, _, done = inside.request("POST", "/v1/completions", {"model": GPT2, "prompt": tm.GPT2_PROMPT, "max_tokens": 30, "temperature": 0})
+    assert status == 200 and done["choices"][0]["text"] == tm.GPT2_CONTINUATION
+    (slot,) = inside.slots_of(GPT2)
+    task = slot._task
+    assert done["usage"]["prompt_tokens"] == len(task.tokenizer(tm.GPT2_PROMPT)["input_ids"]) > 0
+    assert done["usage"]["completion_tokens"] > 0
+
+    streamed = inside.client().completions.create(
+        model=GPT2, prompt=tm.GPT2_PROMPT, max_tokens=30, temperature=0, stream=True, stream_options={"include_usage": True}
+    )
+    chunks = list(streamed)
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == tm.GPT2_CONTINUATION
+    assert chunks[-1].usage.prompt_tokens == done["usage"]["prompt_tokens"]
+
+    assert slot.loaded.fast is not None and task.fast is not None
+    assert slot.loaded._tokenizer is None and slot.loaded._model is None  # no transformers tokenizer or model
+
+
 # --- the CLI through the server ------------------------------------------------------------------
 
 

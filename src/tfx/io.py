@@ -6,13 +6,18 @@ error record rather than a crash. Writers flush per record so a pipeline sees re
 from __future__ import annotations
 
 import json
+import os
+import stat
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-FORMATS = ("text", "jsonl", "tsv")
-INPUT_FORMATS = ("text", "jsonl")
+from tfx.results import Result
+
+# Fields tfx writes into a jsonl record. A passed-through input field of the same name would be overwritten
+# (or make a good record look failed), so such a record is refused with a message naming the field.
+RESERVED_FIELDS = ("input", "output", "outputs", "model", "error", "predictions", "generated_tokens", "truncated")
 
 
 @dataclass
@@ -54,10 +59,13 @@ def _open_input(path: str) -> IO[bytes]:
 
 
 def input_size(path: str | None) -> int | None:
-    """Number of records in a regular file (for an ETA), counted cheaply; None when unknown."""
+    """Number of records in a regular file (for an ETA), counted cheaply; None when unknown. Only a regular
+    file is counted: a FIFO or /dev/fd/N would be read up by the count, leaving nothing to run."""
     if not path or path == "-":
         return None
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
         with open(path, "rb") as handle:
             count = 0
             last = b"\n"
@@ -78,7 +86,10 @@ def _lines(stream: IO[bytes], input_format: str, close: bool = False) -> Iterato
             try:
                 text = line.decode("utf-8")
             except UnicodeDecodeError as exc:
-                yield Record(i, i + 1, line.decode("utf-8", "replace"), error=f"invalid UTF-8 at byte {exc.start}")
+                # The record fails, but keeps what it can (a JSONL line's id) so it can still be joined back.
+                record = _parse(i, i + 1, line.decode("utf-8", "replace"), input_format)
+                record.error = f"invalid UTF-8 at byte {exc.start}"
+                yield record
                 continue
             yield _parse(i, i + 1, text, input_format)
     finally:
@@ -90,15 +101,25 @@ def _parse(index: int, line: int, text: str, input_format: str) -> Record:
     if input_format != "jsonl" or not text.strip():
         return Record(index, line, text)
     try:
-        obj = json.loads(text)
-    except ValueError as exc:
-        return Record(index, line, text, error=f"invalid JSON ({exc.msg})")
+        obj = json.loads(text, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:  # RecursionError: arrays nested thousands deep
+        why = getattr(exc, "msg", None) or ("nested too deeply" if isinstance(exc, RecursionError) else str(exc).splitlines()[0])
+        return Record(index, line, text, error=f"invalid JSON ({why})")
     if not isinstance(obj, dict):
         return Record(index, line, text, error='a JSONL record must be an object with a "text" field')
     value = obj.pop("text", None)
     if not isinstance(value, str):
         return Record(index, line, text, extra=obj, error='no "text" field (a string) in the JSON object')
+    clash = [k for k in RESERVED_FIELDS if k in obj]
+    if clash:
+        return Record(index, line, value, extra={k: v for k, v in obj.items() if k not in clash},
+                      error=f'field "{clash[0]}" is one tfx writes itself; rename it (other fields are passed through)')  # fmt: skip
     return Record(index, line, value, extra=obj)
+
+
+def _no_constant(name: str):
+    """NaN and Infinity are not JSON: passed through, they would make the output unreadable as JSON."""
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def escape_line(text: str) -> str:
@@ -111,39 +132,94 @@ def escape_tsv(text: str) -> str:
 
 
 class Writer:
-    """Writes one output record per input record, in the chosen format, flushing each."""
+    """Writes one output record per input record, in the chosen format, flushing each: text (the result's
+    one-line form, or a table on a terminal where the result has one), jsonl, tsv, or a token stream."""
 
-    def __init__(self, fmt: str, text_of, out: IO[str] | None = None, model: str | None = None):
+    def __init__(self, fmt: str, out: IO[str] | None = None, model: str | None = None, table: bool = False, err: IO[str] | None = None, echo: bool = True):
         self.fmt = fmt
-        self.text_of = text_of  # result dict -> the one-line text form for --format text
+        self.echo = echo  # a stream starts with the prompt (generate without --continuation-only)
         self.out = out or sys.stdout
+        self.err = err
         self.model = model
+        self.table = table and fmt == "text"
 
-    def write(self, record: Record, result: dict[str, Any] | None, error: str | None = None, flush: bool = True) -> None:
+    def write(self, record: Record, result: Result | None, error: str | None = None, flush: bool = True) -> None:
+        if error is not None:
+            print(f"tfx: {record.where}: {error}", file=self.err or sys.stderr)
+        rows = result.table() if self.table and result is not None and error is None else None
+        if rows is not None:
+            print_table(["mask", "rank", "token", "score"], [list(r) for r in rows], title=record.text, out=self.out, force_table=True)
+            return
         self.out.write(self.render(record, result, error))
         if flush:
             self.out.flush()
 
-    def render(self, record: Record, result: dict[str, Any] | None, error: str | None = None) -> str:
+    def render(self, record: Record, result: Result | None, error: str | None = None) -> str:
         if self.fmt == "jsonl":
             obj: dict[str, Any] = dict(record.extra)
             obj["input"] = record.text
             if error is not None:
                 obj["error"] = error
             else:
-                obj.update(result or {})
+                obj.update((result or Result()).record())
                 if self.model:
                     obj["model"] = self.model
-            return json.dumps(obj, ensure_ascii=False) + "\n"
+            return json.dumps(obj, ensure_ascii=False, allow_nan=False) + "\n"
         if error is not None:
             return "\n" if self.fmt == "text" else escape_tsv(record.text) + "\t\n"
+        result = result or Result()
         if self.fmt == "tsv":
-            return escape_tsv(record.text) + "\t" + escape_tsv(result.get("output", "")) + "\n"
-        return escape_line(self.text_of(result)) + "\n"
+            return escape_tsv(record.text) + "\t" + escape_tsv(result.output) + "\n"
+        return escape_line(result.text()) + "\n"
+
+    # a token stream: the prompt (unless the task returns only new text), the pieces, a newline
+    def stream_start(self, record: Record) -> None:
+        if self.echo:
+            self.stream_text(record.text)
+
+    def stream_text(self, text: str) -> None:
+        self.out.write(text)
+        self.out.flush()
+
+    def stream_end(self, record: Record, result: Result | None) -> None:
+        self.stream_text("\n")
 
 
 def write_lines(lines: Iterable[str], out: IO[str] | None = None) -> None:
     out = out or sys.stdout
     for line in lines:
         out.write(line + "\n")
+    out.flush()
+
+
+def print_table(columns: list[str], rows: list[list[str]], title: str | None = None, out: IO[str] | None = None, force_table: bool = False) -> None:
+    """A rich table on a terminal; on a pipe, plain aligned columns with no colour, one row per line."""
+    out = out or sys.stdout
+    if force_table or out.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(*columns, title=title, title_justify="left")
+        for row in rows:
+            table.add_row(*row)
+        Console(file=out, highlight=False, emoji=False, color_system=None if force_table else "auto").print(table)
+        out.flush()
+        return
+    cells = [[escape_line(str(c)) for c in row] for row in [columns, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    lines = [title] if title else []
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    out.write("\n".join(lines) + "\n")
+    out.flush()
+
+
+def print_json(obj: Any, out: IO[str] | None = None) -> None:
+    out = out or sys.stdout
+    out.write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
+    out.flush()
+
+
+def write_json_line(obj: Any, out: IO[str] | None = None) -> None:
+    out = out or sys.stdout
+    out.write(json.dumps(obj, ensure_ascii=False, allow_nan=False) + "\n")
     out.flush()

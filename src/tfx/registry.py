@@ -9,12 +9,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tfx.errors import TaskMismatch, UsageError
+
 ENCODER_ONLY = "encoder-only"
 DECODER_ONLY = "decoder-only"
 ENCODER_DECODER = "encoder-decoder"
 FAMILIES = (ENCODER_ONLY, DECODER_ONLY, ENCODER_DECODER)
-
-TASKS = ("generate", "fill-mask", "translate", "summarize")
 
 AUTO_CLASS = {
     DECODER_ONLY: "AutoModelForCausalLM",
@@ -29,19 +29,82 @@ FAMILY_GUIDE = {
     ENCODER_DECODER: "sequence-to-sequence: translation, summarisation, text-to-text",
 }
 
-DEFAULT_GENERATE_MODEL = "gpt2"
-DEFAULT_FILL_MASK_MODEL = "bert-base-uncased"
-DEFAULT_SUMMARIZE_MODEL = "facebook/bart-large-cnn"
 DEFAULT_T5_TRANSLATE_MODEL = "t5-small"
 # Pairs the original T5 checkpoints were trained on; their task prefixes live in the model's config.
 T5_PAIRS = {("en", "fr"), ("en", "de"), ("en", "ro")}
+# Encoder-decoders pretrained as denoisers: they fill <mask> with their seq2seq head.
+MLM_SEQ2SEQ = frozenset({"bart", "mbart"})
 
-SUGGESTED = {
-    "generate": ["gpt2", "distilgpt2"],
-    "fill-mask": ["bert-base-uncased", "roberta-base"],
-    "translate": ["t5-small", "Helsinki-NLP/opus-mt-en-de"],
-    "summarize": ["facebook/bart-large-cnn", "t5-small"],
-}
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """Everything tfx knows about one task, in one place: which families can do it, the Hub's pipeline
+    tag for it, the default and suggested models, and what to say when a model cannot."""
+
+    name: str
+    families: tuple[str, ...]
+    pipeline_tag: str
+    default_model: str
+    suggested: tuple[str, ...]
+    cannot: str  # "<model> is a <family> model and <cannot>"
+    needs: str  # the family to suggest instead
+    generative: bool  # runs model.generate (generation settings apply)
+
+
+TASK_TABLE: tuple[TaskInfo, ...] = (
+    TaskInfo("generate", (DECODER_ONLY, ENCODER_DECODER), "text-generation", "gpt2", ("gpt2", "distilgpt2"), "cannot generate text", DECODER_ONLY, True),
+    TaskInfo("fill-mask", (ENCODER_ONLY,), "fill-mask", "bert-base-uncased", ("bert-base-uncased", "roberta-base"), "has no masked-LM head", ENCODER_ONLY, False),
+    TaskInfo("translate", (ENCODER_DECODER,), "translation", DEFAULT_T5_TRANSLATE_MODEL, ("t5-small", "Helsinki-NLP/opus-mt-en-de"), "cannot translate", ENCODER_DECODER, True),
+    TaskInfo("summarize", (ENCODER_DECODER,), "summarization", "facebook/bart-large-cnn", ("facebook/bart-large-cnn", "t5-small"), "cannot summarise", ENCODER_DECODER, True),
+)  # fmt: skip
+TASKS: tuple[str, ...] = tuple(t.name for t in TASK_TABLE)
+_TASK_NAMES = {key: t for t in TASK_TABLE for key in (t.name, t.pipeline_tag)}
+
+DEFAULT_GENERATE_MODEL = "gpt2"
+DEFAULT_FILL_MASK_MODEL = "bert-base-uncased"
+DEFAULT_SUMMARIZE_MODEL = "facebook/bart-large-cnn"
+SUGGESTED = {t.name: list(t.suggested) for t in TASK_TABLE}
+
+
+def task_info(name: str) -> TaskInfo:
+    """The task for tfx's name or the Hub's pipeline tag (text-generation, translation, ...)."""
+    found = _TASK_NAMES.get(name.lower())
+    if found is None:
+        raise UsageError(f"unknown task '{name}'.", f"Use one of: {', '.join(TASKS)}.")
+    return found
+
+
+def can_do(task: str, family: str, model_type: str = "") -> bool:
+    return family in task_info(task).families or (task == "fill-mask" and model_type in MLM_SEQ2SEQ)
+
+
+def tasks_for(family: str, model_type: str = "") -> tuple[str, ...]:
+    """The tasks a model of this family can run, its family's own task first."""
+    own = [t.name for t in TASK_TABLE if t.needs == family and can_do(t.name, family, model_type)]
+    return tuple(own + [t.name for t in TASK_TABLE if t.name not in own and can_do(t.name, family, model_type)])
+
+
+def auto_class(task: str, family: str) -> str:
+    """The Auto class that loads the head a task runs. An encoder-decoder always loads its seq2seq head:
+    BART's fill-mask is that same head, so one loaded model serves both tasks."""
+    if family == ENCODER_DECODER:
+        return AUTO_CLASS[ENCODER_DECODER]
+    return AUTO_CLASS[ENCODER_ONLY] if task == "fill-mask" else AUTO_CLASS[DECODER_ONLY]
+
+
+def check_task(name: str, task: str, family: str, model_type: str = "") -> None:
+    """Fail fast, with the seed's "How to choose" advice, when the model's family cannot do the task."""
+    if can_do(task, family, model_type):
+        return
+    info = task_info(task)
+    raise TaskMismatch(
+        f"{name} is {_a(family)} {family} model and {info.cannot}.",
+        f"{task} needs {_a(info.needs)} {info.needs} model ({FAMILY_GUIDE[info.needs]}), e.g. {' or '.join(info.suggested)}.",
+    )
+
+
+def _a(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
 
 
 @dataclass(frozen=True)
@@ -54,10 +117,6 @@ class ModelInfo:
     about: str
     # Older hub ids that redirect to repo_id; a cache made by other tools may hold them.
     aliases: tuple[str, ...] = field(default=())
-
-    @property
-    def auto_class(self) -> str:
-        return AUTO_CLASS[self.family]
 
     @property
     def cache_ids(self) -> tuple[str, ...]:
@@ -115,13 +174,10 @@ def opus_mt_pair(name: str) -> tuple[str, str] | None:
 
 
 def default_model(task: str, src: str = "en", tgt: str | None = None) -> str:
-    if task == "generate":
-        return DEFAULT_GENERATE_MODEL
-    if task == "fill-mask":
-        return DEFAULT_FILL_MASK_MODEL
-    if task == "summarize":
-        return DEFAULT_SUMMARIZE_MODEL
-    if (src, tgt) in T5_PAIRS:
+    """The model a task runs when none is named; translate picks T5 for its trained pairs, else Marian."""
+    if task != "translate":
+        return task_info(task).default_model
+    if (src, tgt) in T5_PAIRS or tgt is None:
         return DEFAULT_T5_TRANSLATE_MODEL
     return f"Helsinki-NLP/opus-mt-{src}-{tgt}"
 
@@ -129,6 +185,11 @@ def default_model(task: str, src: str = "en", tgt: str | None = None) -> str:
 def close_names(name: str, n: int = 3) -> list[str]:
     names = sorted({m.name for m in MODELS} | {m.repo_id for m in MODELS})
     return difflib.get_close_matches(name, names, n=n, cutoff=0.5)
+
+
+def family_of(info: ModelInfo | None, config: dict) -> str:
+    """The registry's family for a known model, else the one its config.json says."""
+    return info.family if info is not None else family_from_config(config)
 
 
 def family_from_config(config: dict) -> str:
@@ -149,14 +210,6 @@ def family_from_config(config: dict) -> str:
     if model_type in {"t5", "bart", "marian", "mbart", "m2m_100", "nllb", "pegasus", "mt5", "fsmt"}:
         return ENCODER_DECODER
     return DECODER_ONLY
-
-
-def tasks_for(family: str, config: dict | None = None) -> tuple[str, ...]:
-    if family == DECODER_ONLY:
-        return ("generate",)
-    if family == ENCODER_ONLY:
-        return ("fill-mask",)
-    return ("translate", "summarize", "generate")
 
 
 def read_config(path: Path) -> dict:

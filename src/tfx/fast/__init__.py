@@ -24,3 +24,29 @@ def release_free_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass  # not glibc: nothing to do
+
+
+def load_fast_generate(path, name: str, family: str, config: dict, generation: dict):
+    """tfx's own GPT-2 decoder and tokenizer (no transformers import), or None where they would not give
+    transformers' exact result (the reason is logged with -v)."""
+    import logging
+    import warnings
+
+    log = logging.getLogger("tfx")
+    if not enabled() or family != "decoder-only":
+        return None
+    from tfx.fast import gpt2, text
+    from tfx.fast.runner import FastPath
+
+    reason = gpt2.unsupported_reason(path, config, generation) or text.unsupported_reason(path)
+    if reason is not None:
+        log.info("fast path off for %s: %s", name, reason)
+        return None
+    warnings.filterwarnings("ignore")
+    try:
+        tokenizer = text.FastTokenizer(path)
+        release_free_memory()  # before the weights arrive, so the two never add up in peak RSS
+        return FastPath(gpt2.GPT2Greedy.load(path, config), tokenizer, generation, config)
+    except (OSError, ValueError, KeyError) as exc:
+        log.info("fast path off for %s: %s", name, exc)
+        return None

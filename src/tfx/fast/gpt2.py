@@ -32,11 +32,20 @@ _REQUIRED = {
     "tie_word_embeddings": True,
 }
 _ACTIVATIONS = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu": "none"}
-# generation_config.json keys that change nothing in greedy decoding here.
+# generation_config.json keys that change nothing in greedy decoding here, whatever their value.
 _HARMLESS_GENERATION = {
     "_from_model_config", "transformers_version", "bos_token_id", "eos_token_id", "pad_token_id",
     "max_length", "max_new_tokens", "use_cache", "do_sample", "num_beams", "num_return_sequences",
-    "temperature", "top_k", "top_p", "output_scores", "return_dict_in_generate",
+    "temperature", "top_k", "top_p", "output_scores", "return_dict_in_generate", "output_attentions",
+    "output_hidden_states", "output_logits",
+}  # fmt: skip
+# Keys whose value here leaves greedy decoding as it is (transformers' own neutral values). Any other key
+# is judged by its value too: unset (None, false, empty) is harmless, anything else is not.
+_NEUTRAL_GENERATION = {
+    "repetition_penalty": 1.0, "length_penalty": 1.0, "no_repeat_ngram_size": 0, "min_length": 0,
+    "min_new_tokens": 0, "num_beam_groups": 1, "diversity_penalty": 0.0, "typical_p": 1.0, "epsilon_cutoff": 0.0,
+    "eta_cutoff": 0.0, "encoder_repetition_penalty": 1.0, "encoder_no_repeat_ngram_size": 0, "early_stopping": False,
+    "renormalize_logits": False, "remove_invalid_values": False, "min_p": None, "top_h": None,
 }  # fmt: skip
 _LINEAR_ROWS = 64  # up to this many rows (a decode step's batch), W @ x.T beats F.linear; beyond, F.linear
 
@@ -50,12 +59,18 @@ def unsupported_reason(path: Path, config: dict[str, Any], generation: dict[str,
         return f"activation {config.get('activation_function')}"
     if not (path / "model.safetensors").is_file():
         return "no single model.safetensors"
-    extra = set(generation) - _HARMLESS_GENERATION
+    extra = sorted(k for k, v in generation.items() if k not in _HARMLESS_GENERATION and not _neutral(k, v))
     if extra:
-        return f"generation_config sets {sorted(extra)}"
+        return f"generation_config sets {extra}"
     if generation.get("do_sample") or (generation.get("num_beams") or 1) > 1:
         return "the model's generation_config samples or uses beams"
     return None
+
+
+def _neutral(key: str, value: Any) -> bool:
+    if key in _NEUTRAL_GENERATION:
+        return value is None or value == _NEUTRAL_GENERATION[key]
+    return value is None or value is False or value == [] or value == {}
 
 
 _DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
@@ -248,11 +263,3 @@ class GPT2Greedy:
                 hidden = self._forward(tokens[:, None], step_pos, at, None if bias is None else bias[..., : at + 1], cache_k, cache_v)
                 tokens = self._next_tokens(hidden)
             return torch.cat([input_ids, out[:, :n]], dim=1)
-
-
-class FastGenerator:
-    """What `tfx generate` needs from the fast path: the decoder and its tokenizer."""
-
-    def __init__(self, decoder: GPT2Greedy, tokenizer):
-        self.decoder = decoder
-        self.tokenizer = tokenizer

@@ -79,10 +79,10 @@ class FastTokenizer:
     def pad_token_id(self) -> int | None:
         return self.token_id(self.pad_token)
 
-    def __call__(self, texts: str | list[str]) -> dict[str, Any]:
+    def __call__(self, texts: str | list[str], add_special_tokens: bool = True) -> dict[str, Any]:
         if isinstance(texts, str):
-            return {"input_ids": self._tok.encode(texts).ids}
-        return {"input_ids": [e.ids for e in self._tok.encode_batch(texts)]}
+            return {"input_ids": self._tok.encode(texts, add_special_tokens=add_special_tokens).ids}
+        return {"input_ids": [e.ids for e in self._tok.encode_batch(texts, add_special_tokens=add_special_tokens)]}
 
     def decode(self, ids, skip_special_tokens: bool = False) -> str:
         if hasattr(ids, "tolist"):

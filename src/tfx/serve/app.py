@@ -1,10 +1,12 @@
-"""The ASGI app: routes, request parsing with size limits, the API key check, and one mapping from errors to
-OpenAI-style JSON error bodies. Bad input always gets a 4xx; a 500 means a bug in tfx."""
+"""The ASGI app: routes, request parsing with size limits, the API key check, and the server's one catch
+point (`describe`) from errors to OpenAI-style JSON error bodies. Bad input always gets a 4xx; a 500 means
+a bug in tfx."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import logging
 import time
@@ -16,16 +18,18 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tfx import __version__, registry
-from tfx.errors import RecordError, TfxError, UsageError, explain
+from tfx.errors import ModelNotFound, RecordError, TaskMismatch, TfxError
+from tfx.explain import explain
 from tfx.serve import completions
+from tfx.serve.batcher import Outcome
 from tfx.serve.config import Settings
-from tfx.serve.engine import Manager, ModelNotFound, TaskMismatch
+from tfx.serve.models import Manager
 from tfx.serve.schemas import LENGTH_KEYS, TASK_REQUESTS, CompletionRequest, TaskRequest
+from tfx.spec import Settings as TaskSettings
 
 log = logging.getLogger("tfx")
 
 BATCH_HEADER = "x-tfx-batch-size"  # inputs in the largest model batch this request's inputs ran in
-GENERATION_TASKS = ("generate", "translate", "summarize")
 
 
 class ApiError(Exception):
@@ -42,22 +46,19 @@ def error_body(message: str, kind: str, code: str, param: str | None = None, tfx
 
 
 def describe(exc: BaseException) -> tuple[int, dict[str, Any]]:
-    """Any exception -> (HTTP status, JSON error body)."""
+    """The server's one catch point: any exception -> (HTTP status, JSON error body). Library exceptions
+    are explained by the one table (tfx.explain), each kind of TfxError carries its status and code; an
+    exception nobody knows is a bug in tfx: 500, and logged."""
     if isinstance(exc, ApiError):
         return exc.status, error_body(exc.message, exc.kind, exc.code, exc.param)
-    if isinstance(exc, ModelNotFound):
-        return 404, error_body(str(exc), "invalid_request_error", "model_not_found", "model", exc)
-    if isinstance(exc, TaskMismatch):
-        return 400, error_body(str(exc), "invalid_request_error", "model_task_mismatch", "model", exc)
-    if isinstance(exc, UsageError):
-        return 400, error_body(str(exc), "invalid_request_error", "invalid_parameter", None, exc)
     if isinstance(exc, RecordError):
         return 400, error_body(str(exc), "invalid_request_error", "invalid_input", None, TfxError(str(exc)))
-    if isinstance(exc, TfxError):
-        return 400, error_body(str(exc), "invalid_request_error", "invalid_request", None, exc)
-    known = explain(exc)
-    if known is not None:  # out of memory, unreadable weights: the server's trouble, said plainly
-        return 503, error_body(str(known), "server_error", "model_failed", None, known)
+    error = explain(exc)
+    if error is not None:
+        kind = "server_error" if error.http_status >= 500 else "invalid_request_error"
+        param = "model" if isinstance(error, (ModelNotFound, TaskMismatch)) else None
+        return error.http_status, error_body(str(error), kind, error.code, param, error)
+    log.error("internal error", exc_info=exc)
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return 500, error_body(f"internal error: {type(exc).__name__}: {first}", "server_error", "internal_error")
 
@@ -113,12 +114,25 @@ def _is_type_tag(part) -> bool:
     return isinstance(part, str) and (part in ("str", "int", "float", "bool", "none") or "[" in part)
 
 
-def check_lengths(params: dict[str, Any], cap: int, names: dict[str, str] | None = None) -> None:
+def check_lengths(settings: TaskSettings, cap: int, names: dict[str, str] | None = None) -> None:
     for key in LENGTH_KEYS:
-        value = params.get(key)
+        value = getattr(settings, key, None)
         if value is not None and value > cap:
             name = (names or {}).get(key, key)
             raise ApiError(400, f"{name} is {value}, over this server's cap of {cap} (--max-tokens-cap)", "max_tokens_exceeded", name)
+
+
+def answered(route):
+    """A route whose every exception is answered by `describe` (a bug is logged there, once)."""
+
+    @functools.wraps(route)
+    async def run(*args, **kwargs):
+        try:
+            return await route(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - the server's one catch point
+            return error_response(exc)
+
+    return run
 
 
 def create_app(settings: Settings, manager: Manager) -> FastAPI:
@@ -140,14 +154,8 @@ def create_app(settings: Settings, manager: Manager) -> FastAPI:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error_response(ApiError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}", code))
 
-    async def known_error(request: Request, exc: Exception):
-        return error_response(exc)
-
-    # Expected errors are answered here; anything else reaches the Exception handler, which logs it as a bug.
-    for kind in (ApiError, TfxError, RecordError, Exception):
-        app.add_exception_handler(kind, known_error)
-
     @app.get("/health")
+    @answered
     async def health() -> dict[str, Any]:
         return {
             "status": "ok",
@@ -159,12 +167,14 @@ def create_app(settings: Settings, manager: Manager) -> FastAPI:
         }
 
     @app.get("/v1/models")
+    @answered
     async def models() -> dict[str, Any]:
         created = int(manager.started)
         data = [{"id": m["id"], "object": "model", "created": created, "owned_by": "tfx", "loaded": m["loaded"]} for m in manager.models()]
         return {"object": "list", "data": data}
 
     @app.post("/v1/completions")
+    @answered
     async def create_completion(request: Request):
         body: CompletionRequest = await read_json(request, CompletionRequest, settings.max_body_bytes)
         unsupported = body.unsupported()
@@ -175,22 +185,22 @@ def create_app(settings: Settings, manager: Manager) -> FastAPI:
             raise ApiError(400, "prompt is empty", "invalid_prompt", "prompt")
         if len(body.stops()) > 4:
             raise ApiError(400, "stop takes at most 4 strings", "invalid_stop", "stop")
-        params = body.generate_params(completions.OPENAI_DEFAULT_MAX_TOKENS)
-        check_lengths(params, settings.max_tokens_cap, {"max_new_tokens": "max_tokens"})
-        slot, known = await manager.slot_for(body.model, "generate")
-        validate(params, known)
+        wanted = body.settings()
+        check_lengths(wanted, settings.max_tokens_cap, {"max_new_tokens": "max_tokens"})
+        slot, prepared = await manager.slot_for(body.model, "generate")
+        wanted.validate(prepared.generation_defaults)
         completion = completions.Completion(body, body.model)
-        if body.stream and len(prompts) == 1 and streamable(params, known):
-            stream = manager.stream(slot, "generate", params, prompts[0], completions.count_usage)
+        if body.stream and len(prompts) == 1 and wanted.streamable(prepared.generation_defaults):
+            stream = slot.stream("generate", wanted, prompts[0], completions.count_usage)
             events = completions.stream_one(completion, prompts[0], stream, sse_error)
             return StreamingResponse(events, media_type="text/event-stream", headers={BATCH_HEADER: "1"})
-        outcomes = await manager.run(slot, "generate", params, prompts, mergeable=body.seed is None, finish=completions.count_usage)
+        outcomes = await slot.run("generate", wanted, prompts, completions.count_usage)
         choices = []
-        for prompt, (result, _) in zip(prompts, outcomes):
-            if "error" in result:
-                raise ApiError(400, f"prompt {prompt[:40]!r}: {result['error']}", "invalid_prompt", "prompt")
-            choices += completion.choices(prompt, result, len(choices))
-        headers = {BATCH_HEADER: str(max(size for _, size in outcomes))}
+        for prompt, outcome in zip(prompts, outcomes):
+            if outcome.error is not None:
+                raise ApiError(400, f"prompt {prompt[:40]!r}: {outcome.error}", "invalid_prompt", "prompt")
+            choices += completion.choices(prompt, outcome.result, outcome.extra, len(choices))
+        headers = {BATCH_HEADER: str(max(o.batch for o in outcomes))}
         if body.stream:  # several prompts or sequences: each choice is sent whole
             events = [completion.event([c]) for c in choices]
             if body.stream_options and body.stream_options.include_usage:
@@ -206,62 +216,45 @@ def create_app(settings: Settings, manager: Manager) -> FastAPI:
             texts = body.texts()
             if texts is None:
                 raise ApiError(422, "give either input (a string) or inputs (a list of strings)", "missing_field", "inputs")
-            params = body.params()
-            check_lengths(params, settings.max_tokens_cap)
-            name = body.model or registry.default_model(task, params.get("src") or "en", params.get("tgt"))
-            slot, known = await manager.slot_for(name, task, body.revision)
-            if task in GENERATION_TASKS:
-                validate(params, known)
+            wanted = body.settings()
+            check_lengths(wanted, settings.max_tokens_cap)
+            name = body.model or registry.default_model(task, getattr(wanted, "src", "en"), getattr(wanted, "tgt", None))
+            slot, prepared = await manager.slot_for(name, task, body.revision)
+            wanted.validate(prepared.generation_defaults)
             if getattr(body, "stream", False):
-                if len(texts) != 1 or not streamable(params, known):
+                if len(texts) != 1 or not wanted.streamable(prepared.generation_defaults):
                     raise ApiError(400, "stream needs one input, num_return_sequences 1 and num_beams 1", "invalid_stream", "stream")
-                stream = manager.stream(slot, task, params, texts[0])
+                stream = slot.stream(task, wanted, texts[0])
                 return StreamingResponse(stream_records(stream, texts[0], name), media_type="text/event-stream", headers={BATCH_HEADER: "1"})
-            outcomes = await manager.run(slot, task, params, texts, mergeable=params.get("seed") is None)
-            results = [record(text, result, name) for text, (result, _) in zip(texts, outcomes)]
-            headers = {BATCH_HEADER: str(max(size for _, size in outcomes))}
+            outcomes = await slot.run(task, wanted, texts)
+            results = [record(text, outcome, name) for text, outcome in zip(texts, outcomes)]
+            headers = {BATCH_HEADER: str(max(o.batch for o in outcomes))}
             return JSONResponse({"model": name, "results": results}, headers=headers)
 
         run_task.__name__ = "run_" + task.replace("-", "_")
-        return run_task
+        return answered(run_task)
 
     for task in TASK_REQUESTS:
         app.post(f"/v1/{task}")(task_route(task))
     return app
 
 
-def validate(params: dict[str, Any], known) -> None:
-    from tfx.tasks.base import validate_generation
-
-    validate_generation(params, known.generation_defaults)
-
-
-def streamable(params: dict[str, Any], known) -> bool:
-    """transformers streams one sequence at a time, and never from beam search."""
-    beams = params.get("num_beams") or known.generation_defaults.get("num_beams") or 1
-    return (params.get("num_return_sequences") or 1) == 1 and beams == 1
-
-
-def record(text: str, result: dict[str, Any], model: str) -> dict[str, Any]:
-    """A result as the CLI's jsonl record: input, the task's fields, model; or input and error."""
-    if "error" in result:
-        return {"input": text, "error": result["error"]}
-    return {"input": text, **result, "model": model}
+def record(text: str, outcome: Outcome, model: str) -> dict[str, Any]:
+    """An outcome as the CLI's jsonl record: input, the task's fields, model; or input and error."""
+    if outcome.error is not None:
+        return {"input": text, "error": outcome.error}
+    return {"input": text, **outcome.result.record(), "model": model}
 
 
 def sse_error(exc: BaseException | str) -> str:
-    """An error after a stream's headers went out: one last event (a route's errors are logged by uvicorn)."""
-    if isinstance(exc, str):
-        exc = RecordError(exc)
-    status, body = describe(exc)
-    if status >= 500:
-        log.error("internal error in a stream", exc_info=exc)
+    """An error after a stream's headers went out: one last event."""
+    status, body = describe(RecordError(exc) if isinstance(exc, str) else exc)
     return completions.sse(body)
 
 
 async def stream_records(stream, text: str, model: str):
     """Events of a streamed task request (what `tfx generate --server` reads on a terminal): {"text"}
-    pieces, then {"result": record} or {"error"}, then [DONE]."""
+    pieces, then {"result": record} (an error record for a bad input) or {"error"}, then [DONE]."""
     try:
         async for kind, value in stream.events():
             if kind == "text":

@@ -7,21 +7,29 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
-from tfx.serve.schemas import CompletionRequest
+from tfx.results import GenerateResult, Result
+from tfx.serve.schemas import OPENAI_DEFAULT_MAX_TOKENS, CompletionRequest
 
-OPENAI_DEFAULT_MAX_TOKENS = 16  # what OpenAI generates when a request gives no max_tokens
+
+@dataclass
+class Usage:
+    prompt_tokens: int
+    sequence_tokens: list[int]  # per returned sequence
 
 
-def count_usage(tokenizer, texts: list[str], results: list[dict[str, Any]]) -> None:
-    """Runs on the model's thread after a batch: token counts for `usage` and finish reasons."""
-    for text, result in zip(texts, results):
-        if "error" in result:
-            continue
-        sequences = result.get("outputs") or [result.get("output", "")]
-        per_sequence = [result.get("generated_tokens", 0)] if len(sequences) == 1 else [len(tokenizer(s, add_special_tokens=False)["input_ids"]) for s in sequences]
-        result["usage"] = {"prompt_tokens": len(tokenizer(text)["input_ids"]), "sequence_tokens": per_sequence}
+def count_usage(task, text: str, result: GenerateResult) -> Usage:
+    """Runs on the model's thread after a result (a batcher Finish): token counts for `usage` and finish
+    reasons, with the task's own tokenizer, which is the fast one on the fast GPT-2 path."""
+    tokenizer = task.tokenizer
+    sequences = result.outputs or [result.output]
+    if len(sequences) == 1:
+        per_sequence = [result.generated_tokens]
+    else:  # several sequences: sampling or beams, never the fast path, so transformers' tokenizer
+        per_sequence = [len(tokenizer(s, add_special_tokens=False)["input_ids"]) for s in sequences]
+    return Usage(len(tokenizer(text)["input_ids"]), per_sequence)
 
 
 def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
@@ -65,12 +73,12 @@ class Completion:
         self.prompt_tokens = 0
         self.completion_tokens = 0
 
-    def choices(self, prompt: str, result: dict[str, Any], first_index: int) -> list[dict[str, Any]]:
-        usage = result.get("usage") or {}
-        self.prompt_tokens += usage.get("prompt_tokens", 0)
-        self.completion_tokens += result.get("generated_tokens", 0)
-        sequences = result.get("outputs") or [result.get("output", "")]
-        counts = usage.get("sequence_tokens") or [0] * len(sequences)
+    def choices(self, prompt: str, result: Result, usage: Usage | None, first_index: int) -> list[dict[str, Any]]:
+        """result: a GenerateResult, or the empty Result of a blank prompt."""
+        self.prompt_tokens += usage.prompt_tokens if usage else 0
+        self.completion_tokens += result.tokens
+        sequences = getattr(result, "outputs", None) or [result.output]
+        counts = usage.sequence_tokens if usage else [0] * len(sequences)
         choices = []
         for j, (text, tokens) in enumerate(zip(sequences, counts)):
             text, stopped = cut_at_stop(text, self.request.stops())
@@ -126,17 +134,17 @@ async def stream_one(completion: Completion, prompt: str, stream, error_event) -
             elif kind == "error":
                 yield error_event(value)
                 return
-            elif kind == "done" and value is not None:
-                if "error" in value:
-                    yield error_event(value["error"])
+            elif kind == "done" and value is not None:  # a batcher Outcome
+                if value.error is not None:
+                    yield error_event(value.error)
                     return
                 if not scanner.hit:
                     rest = scanner.flush()
                     if rest:
                         yield completion.event([completion.choice(0, rest, None)])
-                    reason = completion.finish_reason(False, value.get("generated_tokens", 0))
+                    reason = completion.finish_reason(False, value.result.tokens)
                     yield completion.event([completion.choice(0, "", reason)])
-                completion.choices(prompt, value, 0)  # counts usage
+                completion.choices(prompt, value.result, value.extra, 0)  # counts usage
         if include_usage:
             yield completion.usage_event()
         yield SSE_DONE

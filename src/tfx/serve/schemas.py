@@ -1,17 +1,26 @@
 """Request bodies the server accepts, validated strictly (a string is never taken for a number), and their
-translation into the parameter dicts the CLI's tasks take."""
+translation into the task settings of tfx.spec (frozen and hashable: the batcher keys batches by them)."""
 
 from __future__ import annotations
 
-from typing import Any, Optional, Union
+from typing import Any, ClassVar, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from tfx.serve.config import MAX_INPUTS, MAX_SEQUENCES
+from tfx.spec import SETTINGS, GenerateSettings, Settings
 
 SEED_MAX = 2**32 - 1  # numpy, which transformers' set_seed also seeds, takes no more
+OPENAI_DEFAULT_MAX_TOKENS = 16  # what OpenAI generates when a request gives no max_tokens
+# Settings that set an output length, checked against --max-tokens-cap.
+LENGTH_KEYS = ("max_new_tokens", "max_length", "min_new_tokens")
 
 PosInt = Optional[int]
+
+
+def field_name(key: str) -> str:
+    """A settings key as the request names it (from_params' word for an unknown key)."""
+    return key
 
 
 class StreamOptions(BaseModel):
@@ -72,7 +81,7 @@ class CompletionRequest(BaseModel):
             return "logit_bias"
         return None
 
-    def generate_params(self, default_max_tokens: int) -> dict[str, Any]:
+    def settings(self) -> GenerateSettings:
         """OpenAI's sampling rules in the CLI's terms. temperature 0 is greedy; a temperature, a top_p or
         n > 1 means sampling; with none of them the model's own generation config decides, as in the CLI."""
         n = self.n or 1
@@ -83,7 +92,7 @@ class CompletionRequest(BaseModel):
         else:
             do_sample = None
         params = {
-            "max_new_tokens": self.max_tokens or default_max_tokens,
+            "max_new_tokens": self.max_tokens or OPENAI_DEFAULT_MAX_TOKENS,
             "num_return_sequences": n if n > 1 else None,
             "do_sample": do_sample,
             "temperature": self.temperature if do_sample else None,
@@ -95,14 +104,16 @@ class CompletionRequest(BaseModel):
             "seed": self.seed,
             "continuation_only": True,  # OpenAI returns only the new text; echo puts the prompt back
         }
-        return {k: v for k, v in params.items() if v is not None}
+        return GenerateSettings.from_params(params, field_name)  # type: ignore[return-value]
 
 
 class TaskRequest(BaseModel):
     """What the task endpoints share: a model (default: the CLI's for the task) and the inputs, one record
-    each. Unknown fields are refused, so a misspelt parameter is an error rather than a silent default."""
+    each. Unknown fields are refused, so a misspelt parameter is an error rather than a silent default.
+    The fields past these are the task's settings, under the names `Settings.wire()` gives them."""
 
     model_config = ConfigDict(strict=True, extra="forbid", populate_by_name=True)
+    task: ClassVar[str] = ""
     model: Optional[str] = Field(None, min_length=1)
     revision: Optional[str] = None
     input: Optional[str] = None
@@ -116,12 +127,15 @@ class TaskRequest(BaseModel):
         return [self.input] if self.input is not None else list(self.inputs)
 
     def params(self) -> dict[str, Any]:
-        """The CLI's parameter dict for the task (runner.RunOptions.params)."""
-        skip = {"model", "revision", "input", "inputs", "stream"}
-        return {k: v for k, v in self.model_dump(exclude=skip).items()}
+        """The task's settings by their own names (what `SETTINGS[task].from_params` takes)."""
+        return self.model_dump(exclude={"model", "revision", "input", "inputs", "stream"})
+
+    def settings(self) -> Settings:
+        return SETTINGS[self.task].from_params(self.params(), field_name)
 
 
 class GenerateRequest(TaskRequest):
+    task: ClassVar[str] = "generate"
     max_new_tokens: PosInt = Field(None, ge=1)
     max_length: PosInt = Field(None, ge=1)
     min_new_tokens: PosInt = Field(None, ge=0)
@@ -139,17 +153,13 @@ class GenerateRequest(TaskRequest):
 
 
 class FillMaskRequest(TaskRequest):
+    task: ClassVar[str] = "fill-mask"
     top_k: PosInt = Field(None, ge=1)
-    targets: Union[str, list[str], None] = None
-
-    def params(self) -> dict[str, Any]:
-        params = super().params()
-        if isinstance(self.targets, list):
-            params["targets"] = ",".join(self.targets)
-        return params
+    targets: Union[str, list[str], None] = None  # "a,b" (what the CLI sends) or a list
 
 
 class TranslateRequest(TaskRequest):
+    task: ClassVar[str] = "translate"
     to: str = Field(min_length=1)
     from_: str = Field("en", alias="from", min_length=1)
     max_new_tokens: PosInt = Field(None, ge=1)
@@ -157,22 +167,15 @@ class TranslateRequest(TaskRequest):
 
     def params(self) -> dict[str, Any]:
         params = super().params()
-        params["src"] = params.pop("from_").lower()
-        params["tgt"] = params.pop("to").lower()
+        params["src"], params["tgt"] = params.pop("from_"), params.pop("to")
         return params
 
 
 class SummarizeRequest(TaskRequest):
+    task: ClassVar[str] = "summarize"
     max_new_tokens: PosInt = Field(None, ge=1)
     min_new_tokens: PosInt = Field(None, ge=0)
     num_beams: PosInt = Field(None, ge=1, le=MAX_SEQUENCES)
 
 
-TASK_REQUESTS: dict[str, type[TaskRequest]] = {
-    "generate": GenerateRequest,
-    "fill-mask": FillMaskRequest,
-    "translate": TranslateRequest,
-    "summarize": SummarizeRequest,
-}
-# Parameters that set an output length, checked against --max-tokens-cap.
-LENGTH_KEYS = ("max_new_tokens", "max_length", "min_new_tokens")
+TASK_REQUESTS: dict[str, type[TaskRequest]] = {r.task: r for r in (GenerateRequest, FillMaskRequest, TranslateRequest, SummarizeRequest)}

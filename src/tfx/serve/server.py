@@ -20,9 +20,9 @@ def serve(settings: Settings) -> int:
 
         from tfx.serve.app import create_app
     except ImportError as exc:
-        raise TfxError(f"tfx serve needs {exc.name or 'fastapi and uvicorn'}, which is not installed.", 'Install the server\'s extra: pip install "tfx[serve]".') from None
+        raise TfxError(f"tfx serve needs {exc.name or 'fastapi and uvicorn'}, which is not installed.", 'Install the server\'s extra: pip install "tfx-cli[serve]".') from None
     from tfx import devices
-    from tfx.serve.engine import Manager
+    from tfx.serve.models import Manager
 
     device = devices.pick_device(settings.device)
     manager = Manager(settings, device, devices.pick_dtype(settings.dtype, device))

@@ -1,61 +1,52 @@
-"""One module per task. Each task turns a batch of input texts into plain result dicts; none prints."""
+"""One module per task. Each task turns a batch of input texts into result dataclasses (tfx.results);
+none prints. `open_task` is the load sequence every engine and the server share."""
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
+
+from tfx.spec import RunSpec, Settings
+
+# task name -> (module, class): importing this package loads no model and no torch.
+TASK_CLASSES = {
+    "generate": ("tfx.tasks.generate", "Generate"),
+    "fill-mask": ("tfx.tasks.fill_mask", "FillMask"),
+    "translate": ("tfx.tasks.seq2seq", "Translate"),
+    "summarize": ("tfx.tasks.seq2seq", "Summarize"),
+}
 
 
 def task_class(name: str):
-    """The Task class for a command name; importing it loads no model."""
-    if name == "generate":
-        from tfx.tasks.generate import Generate
-
-        return Generate
-    if name == "fill-mask":
-        from tfx.tasks.fill_mask import FillMask
-
-        return FillMask
-    if name == "translate":
-        from tfx.tasks.seq2seq import Translate
-
-        return Translate
-    if name == "summarize":
-        from tfx.tasks.seq2seq import Summarize
-
-        return Summarize
-    raise ValueError(name)
+    module, cls = TASK_CLASSES[name]
+    return getattr(importlib.import_module(module), cls)
 
 
-def make_task(name: str, loaded, params: dict[str, Any]):
-    return task_class(name)(loaded, params)
+def make_task(name: str, loaded, settings: Settings):
+    return task_class(name)(loaded, settings)
 
 
 def default_batch_size(name: str, device: str) -> int:
-    """The batch size a task chooses on `device`, without a model (it depends on the device alone), so remote
-    and Ray runs group records exactly as a local run does."""
-    cls = task_class(name)
-    probe = cls.__new__(cls)
-    probe.device = device
-    return probe.default_batch_size()
+    """The batch size a task chooses on `device`, without a model (it depends on the device alone)."""
+    return task_class(name).default_batch_size(device)
 
 
-def text_renderer(name: str, params: dict[str, Any]):
-    """result dict -> the one-line text form, for a task and its options (no model needed)."""
-    if name == "generate":
-        from tfx.tasks.generate import generate_text
+def open_task(spec: RunSpec, device: str | None = None, prepared: Any = None):
+    """The one load sequence: resolve and check (unless `prepared` is given), pick the device and dtype,
+    load, build the task. Returns the task; its `loaded` holds the model."""
+    from tfx import devices, loading
 
-        return generate_text
-    if name == "fill-mask" and params.get("top_k") is not None:
-        from tfx.tasks.fill_mask import candidates_text
+    prepared = prepared or loading.prepare(spec.model, spec.task, spec.settings, spec.revision)
+    device = devices.pick_device(device or spec.device)
+    dtype = devices.pick_dtype(spec.dtype, device)
+    loaded = loading.load(prepared, device, dtype, spec.trust_remote_code, spec.verbose, fast=uses_fast(spec))
+    return make_task(spec.task, loaded, spec.settings)
 
-        return candidates_text
-    return lambda result: result.get("output", "")
 
+def uses_fast(spec: RunSpec) -> bool:
+    """Whether a run with these settings can take the fast GPT-2 path, so its weights are worth loading."""
+    if spec.task != "generate":
+        return False
+    from tfx.fast.runner import FastPath
 
-def table_renderer(name: str, params: dict[str, Any]):
-    """result dict -> table rows for a terminal, or None where the task shows no table."""
-    if name == "fill-mask" and params.get("top_k") is not None:
-        from tfx.tasks.fill_mask import table_rows
-
-        return table_rows
-    return None
+    return FastPath.takes(spec.settings.generate_kwargs())

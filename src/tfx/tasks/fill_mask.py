@@ -9,6 +9,8 @@ import re
 from typing import Any
 
 from tfx.errors import RecordError, UsageError
+from tfx.results import FillMaskResult
+from tfx.spec import FillMaskSettings
 from tfx.tasks.base import Task, input_limit, log, too_long
 
 GENERIC_MASK = "[MASK]"
@@ -16,21 +18,22 @@ GENERIC_MASK = "[MASK]"
 
 class FillMask(Task):
     name = "fill-mask"
+    batch_sizes = (32, 128)
 
-    def __init__(self, loaded, params: dict[str, Any]):
-        super().__init__(loaded, params)
+    def __init__(self, loaded, settings: FillMaskSettings):
+        super().__init__(loaded, settings)
+        self.model, self.tokenizer = loaded.model, loaded.tokenizer
         tok = self.tokenizer
         if tok.mask_token is None:
             raise UsageError(f"{loaded.name}'s tokenizer has no mask token.", "Use a masked-LM model such as bert-base-uncased or roberta-base.")
         self.mask = tok.mask_token
         self.masks = re.compile("|".join(re.escape(m) for m in {GENERIC_MASK, self.mask}))
-        self.top_k = params.get("top_k")
-        if self.top_k is not None and self.top_k < 1:
-            raise UsageError("--top-k must be at least 1.", "Use e.g. --top-k 5.")
-        self.target_ids = self._target_ids(params.get("targets"))
-        self.truncate = not params.get("no_truncate")
+        self.top_k = settings.top_k
+        self.target_ids = self._target_ids(settings.targets)
+        self.truncate = not settings.no_truncate
         self.limit = input_limit(loaded)
         self._selected = None
+        self._wrap: tuple[list[int], list[int]] | None = None
         head = self.model.get_output_embeddings()
         self._hook = head.register_forward_pre_hook(self._only_masked_positions) if head is not None else None
 
@@ -46,15 +49,15 @@ class FillMask(Task):
             return None
         return (hidden[self._selected], *args[1:])
 
-    def _target_ids(self, targets: str | None) -> list[int] | None:
+    def _target_ids(self, targets: tuple[str, ...] | None) -> list[int] | None:
         if not targets:
             return None
         vocab = self.tokenizer.get_vocab()
         ids = []
-        for word in (w.strip() for w in targets.split(",")):
-            if not word:
-                continue
-            for form in (word, "Ġ" + word, "▁" + word, word.lower()):
+        for word in targets:
+            # The space-prefixed piece first: a mask inside a sentence stands for " word" in byte-level BPE
+            # (RoBERTa, BART: "Ġword") and SentencePiece ("▁word") vocabularies; WordPiece has neither.
+            for form in ("Ġ" + word, "▁" + word, word, word.lower()):
                 if form in vocab:
                     ids.append(vocab[form])
                     break
@@ -74,16 +77,51 @@ class FillMask(Task):
     def check(self, text: str) -> None:
         if not self.masks.search(text):
             raise RecordError(f"no mask in the input; write {GENERIC_MASK} where the missing word goes")
-        if not self.truncate:
-            n = len(self.tokenizer(self.normalize(text))["input_ids"])
-            if n > self.limit:
-                raise too_long("model's input", n, self.limit)
+        if len(text.encode("utf-8")) + 2 <= self.limit:
+            return  # every token is at least one byte: it fits
+        ids = self.tokenizer(self.normalize(text))["input_ids"]
+        if not self.truncate and len(ids) > self.limit:
+            raise too_long("model's input", len(ids), self.limit)
+        masks = [i for i, t in enumerate(ids) if t == self.tokenizer.mask_token_id]
+        if masks and masks[-1] - masks[0] + 1 > self.limit - self._specials():
+            raise RecordError(f"its masks are {masks[-1] - masks[0] + 1} tokens apart, more than the model's input limit of {self.limit}; split the text")
 
-    def run(self, texts: list[str]) -> list[dict[str, Any]]:
+    def _specials(self) -> int:
+        prefix, suffix = self._wrapping()
+        return len(prefix) + len(suffix)
+
+    def _wrapping(self) -> tuple[list[int], list[int]]:
+        """The special tokens the tokenizer puts before and after a text ([CLS] ... [SEP], <s> ... </s>)."""
+        if self._wrap is None:
+            full = self.tokenizer("a")["input_ids"]
+            bare = self.tokenizer("a", add_special_tokens=False)["input_ids"]
+            at = next((i for i in range(len(full)) if full[i : i + len(bare)] == bare), 0)
+            self._wrap = (full[:at], full[at + len(bare) :])
+        return self._wrap
+
+    def _encode(self, texts: list[str]) -> tuple[list[list[int]], list[bool]]:
+        """Token ids with the model's special tokens; a text past the limit keeps a window around its
+        masks (never cutting a mask out) and is marked truncated."""
+        prefix, suffix = self._wrapping()
+        rows = self.tokenizer([self.normalize(t) for t in texts], add_special_tokens=False)["input_ids"]
+        room = self.limit - len(prefix) - len(suffix)
+        out, cut = [], []
+        for text, row in zip(texts, rows):
+            cut.append(len(row) > room)
+            if cut[-1]:
+                masks = [i for i, t in enumerate(row) if t == self.tokenizer.mask_token_id]
+                first, last = (masks[0], masks[-1]) if masks else (0, 0)
+                start = max(0, min(first - (room - (last - first + 1)) // 2, len(row) - room))
+                log.warning("input %r is %d tokens; keeping %d around its masks (the model's limit)", text[:40], len(row), room)
+                row = row[start : start + room]
+            out.append(prefix + row + suffix)
+        return out, cut
+
+    def run(self, texts: list[str]) -> list[FillMaskResult]:
         import torch
 
-        enc = self.tokenizer([self.normalize(t) for t in texts], return_tensors="pt", padding=True, truncation=True, max_length=self.limit)
-        enc = enc.to(self.device)
+        ids, cut = self._encode(texts)
+        enc = self.tokenizer.pad({"input_ids": ids}, return_tensors="pt").to(self.device)
         selected = enc["input_ids"] == self.tokenizer.mask_token_id
         self._selected = selected
         try:
@@ -106,7 +144,7 @@ class FillMask(Task):
         for text, count in zip(texts, counts):
             preds = [self._candidates(scores[row + j], indices[row + j]) for j in range(count)]
             row += count
-            results.append({"output": self._fill(text, [p[0]["token"] for p in preds]), "predictions": preds})
+            results.append(FillMaskResult(self._fill(text, [p[0]["token"] for p in preds]), cut[len(results)], preds, self.top_k is not None))
         return results
 
     def _candidates(self, scores, indices) -> list[dict[str, Any]]:
@@ -124,18 +162,3 @@ class FillMask(Task):
             filled.append(words[i] if i < len(words) else GENERIC_MASK)
             filled.append(piece)
         return "".join(filled)
-
-    def default_batch_size(self) -> int:
-        return 32 if self.device == "cpu" else 128
-
-
-def candidates_text(result: dict[str, Any]) -> str:
-    """--top-k on a pipe: one line per record, token<TAB>score for each candidate, mask after mask."""
-    return "\t".join(f"{c['token']}\t{c['score']:.4f}" for preds in result["predictions"] for c in preds)
-
-
-def table_rows(result: dict[str, Any]) -> list[tuple[str, ...]]:
-    rows = []
-    for m, preds in enumerate(result["predictions"], 1):
-        rows += [(str(m), str(r), c["token"], f"{c['score']:.4f}") for r, c in enumerate(preds, 1)]
-    return rows

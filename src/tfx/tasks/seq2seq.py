@@ -10,7 +10,9 @@ from typing import Any
 
 from tfx import registry
 from tfx.errors import UsageError
-from tfx.tasks.base import Task, context_length, has_length_setting, input_limit, log, too_long, user_generation_kwargs
+from tfx.results import Seq2SeqResult
+from tfx.spec import GenerationSettings, SummarizeSettings, TranslateSettings
+from tfx.tasks.base import Task, context_length, input_limit, log, too_long
 
 LANGUAGES = {
     "en": "English", "fr": "French", "de": "German", "ro": "Romanian", "es": "Spanish", "it": "Italian",
@@ -34,20 +36,22 @@ _LENGTH_FACTOR, _LENGTH_SLACK, _DECODER_CAP = 2, 16, 1024
 
 
 class Seq2Seq(Task):
-    task_key = ""
+    batch_sizes = (16, 64)
+    settings: GenerationSettings
 
-    def __init__(self, loaded, params: dict[str, Any]):
-        super().__init__(loaded, params)
+    def __init__(self, loaded, settings: GenerationSettings):
+        super().__init__(loaded, settings)
+        self.model, self.tokenizer = loaded.model, loaded.tokenizer
         self.prefix = ""
         self.kwargs: dict[str, Any] = {}
         self.limit = input_limit(loaded)
-        self.truncate = not params.get("no_truncate")
+        self.truncate = not settings.no_truncate
 
     def finish_setup(self, task_params: dict[str, Any]) -> None:
         """Layer the model's own task settings (T5's task_specific_params) under what the user set."""
         base = {k: v for k, v in task_params.items() if k != "prefix"}
-        self.kwargs = {**base, **user_generation_kwargs(self.params)}
-        self.derive_length = not has_length_setting(self.loaded, self.kwargs)
+        self.kwargs = {**base, **self.settings.generate_kwargs()}
+        self.derive_length = not self.settings.sets_length(self.loaded.generation_defaults) and not ({"max_new_tokens", "max_length"} & set(base))
         if self.tokenizer.pad_token_id is not None:
             self.kwargs.setdefault("pad_token_id", self.tokenizer.pad_token_id)
 
@@ -60,42 +64,42 @@ class Seq2Seq(Task):
             if n > self.limit:
                 raise too_long("model's input", n, self.limit)
 
-    def run(self, texts: list[str]) -> list[dict[str, Any]]:
+    def run(self, texts: list[str]) -> list[Seq2SeqResult]:
         import torch
 
         ids = self.tokenizer([self.prefix + t for t in texts])["input_ids"]
+        cut = [False] * len(texts)
         for i, row in enumerate(ids):
             if len(row) > self.limit:
                 log.warning("input %r is %d tokens; keeping its first %d (the model's limit)", texts[i][:40], len(row), self.limit)
-                ids[i] = row[: self.limit - 1] + row[-1:]  # keep the closing </s>
+                ids[i], cut[i] = row[: self.limit - 1] + row[-1:], True  # keep the closing </s>
         batch = self.tokenizer.pad({"input_ids": ids}, return_tensors="pt").to(self.device)
         kwargs = dict(self.kwargs)
         if self.derive_length:
-            cap = context_length(self.loaded) or _DECODER_CAP
+            cap = context_length(self.loaded.config) or _DECODER_CAP
             longest = max(len(row) for row in ids)
             kwargs["max_new_tokens"] = min(cap, _LENGTH_FACTOR * longest + _LENGTH_SLACK)
         with torch.inference_mode():
             out = self.model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **kwargs)
         special = set(self.tokenizer.all_special_ids)
         return [
-            {
-                "output": self.tokenizer.decode(row, skip_special_tokens=True).strip(),
-                "generated_tokens": sum(1 for t in row.tolist() if t not in special),
-            }
-            for row in out
+            Seq2SeqResult(
+                output=self.tokenizer.decode(row, skip_special_tokens=True).strip(),
+                generated_tokens=sum(1 for t in row.tolist() if t not in special),
+                truncated=cut[i],
+            )
+            for i, row in enumerate(out)
         ]
-
-    def default_batch_size(self) -> int:
-        return 16 if self.device == "cpu" else 64
 
 
 class Translate(Seq2Seq):
     name = "translate"
+    settings: TranslateSettings
 
-    def __init__(self, loaded, params: dict[str, Any]):
-        super().__init__(loaded, params)
-        self.src = (params.get("src") or "en").lower()
-        self.tgt = (params.get("tgt") or "").lower()
+    def __init__(self, loaded, settings: TranslateSettings):
+        super().__init__(loaded, settings)
+        self.src = settings.src
+        self.tgt = settings.tgt or ""
         if not self.tgt:
             raise UsageError("translate needs a target language.", "Add --to, e.g. --to fr.")
         model_type = loaded.model_type
@@ -166,13 +170,11 @@ class Translate(Seq2Seq):
 
 class Summarize(Seq2Seq):
     name = "summarize"
+    batch_sizes = (4, 16)
 
-    def __init__(self, loaded, params: dict[str, Any]):
-        super().__init__(loaded, params)
+    def __init__(self, loaded, settings: SummarizeSettings):
+        super().__init__(loaded, settings)
         params_t5 = self.task_params("summarization") if loaded.model_type in ("t5", "mt5") else {}
         if loaded.model_type in ("t5", "mt5"):
             self.prefix = params_t5.get("prefix") or "summarize: "
         self.finish_setup(params_t5)
-
-    def default_batch_size(self) -> int:
-        return 4 if self.device == "cpu" else 16

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tfx import options as o
+from tfx.cli import options as o
 from tfx.serve import config as c
 
 SERVE_EXAMPLES = """Examples:
@@ -46,10 +46,9 @@ def serve(
 ) -> None:
     """Keep models loaded and serve them over HTTP: an OpenAI-compatible /v1/completions, plus /v1/generate,
     /v1/fill-mask, /v1/translate and /v1/summarize with the CLI's parameters. Concurrent requests are batched."""
-    from tfx.cli import execute
+    from tfx.cli.common import execute, setup
 
     def body() -> int:
-        from tfx import hub
         from tfx.errors import UsageError
 
         if max_batch_size is not None and max_batch_size < 1:
@@ -62,23 +61,10 @@ def serve(
             max_body_bytes=c.parse_size(max_body), device=device, dtype=dtype, trust_remote_code=trust_remote_code,
             allow_pull=allow_pull, verbose=verbose, quiet=quiet,
         )  # fmt: skip
-        hub.configure_env(offline)
-        _setup_logging(quiet, verbose)
+        setup(offline, quiet, verbose, prefix="tfx serve")  # hub's environment, then setup_logging
         from tfx.serve.server import serve as run_server
 
         return run_server(settings)
 
     execute(body)
 
-
-def _setup_logging(quiet: bool, verbose: bool) -> None:
-    """A server's log is for its operator: loads and unloads are shown unless --quiet."""
-    import logging
-    import sys
-
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("tfx serve: %(levelname)s: %(message)s"))
-    logger = logging.getLogger("tfx")
-    logger.handlers[:] = [handler]
-    logger.propagate = False
-    logger.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)

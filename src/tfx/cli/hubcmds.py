@@ -1,4 +1,4 @@
-"""Commands about models and the Hub: models, pull, cache ls/rm, search (compare.py and envinfo.py hold
+"""Commands about models and the Hub: models, pull, cache ls/rm, search (compare.py and envcmd.py hold
 compare and env).
 
 Registering them imports nothing heavy; huggingface_hub, rich and torch are imported inside the command
@@ -6,7 +6,6 @@ that needs them, so `tfx models`, `tfx env`, `tfx cache ls` and `tfx search` nev
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -14,7 +13,9 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from tfx import options as o
+from tfx.cli import options as o
+from tfx.cli.common import check_format as _check_format, execute as _execute, setup as _setup
+from tfx.io import print_json, print_table
 
 MODELS_EXAMPLES = """Examples:
 
@@ -46,20 +47,15 @@ SEARCH_EXAMPLES = """Examples:
 
   tfx search bert --task fill-mask --format json
 """
-SEARCH_TASKS = ("fill-mask", "text-generation", "translation", "summarization")  # the Hub's pipeline tags
-TASK_ALIASES = {"text-generation": "generate", "translation": "translate", "summarization": "summarize"}
 DEFAULT_SEARCH_LIMIT = 20
 ListFormat = Annotated[str, typer.Option("--format", "-f", help="text (a table on a terminal, aligned columns on a pipe) or json.")]
+
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the tfx app."""
     app.command("models", epilog=MODELS_EXAMPLES)(models)
     app.command("pull", epilog=PULL_EXAMPLES)(pull)
     app.command("search", epilog=SEARCH_EXAMPLES)(search)
-    from tfx import compare, envinfo  # light modules: their heavy imports are inside the commands
-
-    app.command("compare", epilog=compare.COMPARE_EXAMPLES)(compare.compare)
-    app.command("env", epilog=envinfo.ENV_EXAMPLES)(envinfo.env)
     cache_app = typer.Typer(
         name="cache",
         help="The local model cache (huggingface_hub's): list and remove models.",
@@ -71,60 +67,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(cache_app, name="cache")
 
 
-def _execute(body) -> None:
-    from tfx.cli import execute  # lazily: cli imports this module
-
-    execute(body)
-
-
-def _setup(offline: bool = False, quiet: bool = False, verbose: bool = False) -> None:
-    from tfx import hub
-    from tfx.cli import setup_logging
-
-    hub.configure_env(offline)
-    setup_logging(quiet, verbose)
-
-
-def _check_format(fmt: str, allowed: tuple[str, ...]) -> None:
-    from tfx.errors import UsageError
-
-    if fmt not in allowed:
-        raise UsageError(f"unknown --format '{fmt}'.", f"Use one of: {', '.join(allowed)}.")
-
-
-def _say(message: str) -> None:
-    from tfx import hub
-
-    hub.say(message)
-
-
 # ---- output ----------------------------------------------------------------------------------------------
-
-
-def print_table(columns: list[str], rows: list[list[str]], title: str | None = None) -> None:
-    """A rich table on a terminal; on a pipe, plain aligned columns with no colour, one row per line."""
-    if sys.stdout.isatty():
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(*columns, title=title, title_justify="left")
-        for row in rows:
-            table.add_row(*row)
-        Console(file=sys.stdout, highlight=False, emoji=False).print(table)
-        return
-    from tfx.io import escape_line
-
-    cells = [[escape_line(str(c)) for c in row] for row in [columns, *rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
-    lines = [title] if title else []
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
-    sys.stdout.write("\n".join(lines) + "\n")
-    sys.stdout.flush()
-
-
-def print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
-    sys.stdout.flush()
 
 
 def _params(n: int) -> str:
@@ -175,12 +118,6 @@ def registry_entries() -> list[dict[str, Any]]:
     from tfx import hub, registry
 
     cached = hub.cached_models()
-    defaults = {
-        "generate": registry.DEFAULT_GENERATE_MODEL,
-        "fill-mask": registry.DEFAULT_FILL_MASK_MODEL,
-        "translate": registry.DEFAULT_T5_TRANSLATE_MODEL,
-        "summarize": registry.DEFAULT_SUMMARIZE_MODEL,
-    }
     entries = []
     for m in registry.MODELS:
         found = hub.find_cached(m.name)
@@ -188,7 +125,7 @@ def registry_entries() -> list[dict[str, Any]]:
         entries.append(
             {
                 "name": m.name, "repo_id": m.repo_id, "family": m.family, "tasks": list(m.tasks), "params": m.params,
-                "about": m.about, "default_for": [t for t, d in defaults.items() if d == m.name],
+                "about": m.about, "default_for": [t.name for t in registry.TASK_TABLE if t.default_model == m.name],
                 "cached": found is not None, "size_on_disk": size, "size_on_disk_str": hub.format_size(size) if found else "",
             }
         )  # fmt: skip
@@ -222,71 +159,48 @@ def pull(
 
     def body() -> int:
         _setup(offline, quiet, verbose)
-        from tfx import hub, registry
-        from tfx.errors import TfxError, UsageError
+        from tfx import errors, hub, registry
 
-        wanted = _task_name(task) if task else None
-        name = model or (_default_model(wanted) if wanted else None)
+        hub.validate_revision(revision)
+        wanted = registry.task_info(task).name if task else None
+        name = model or (registry.default_model(wanted) if wanted else None)
         if not name:
-            raise UsageError("pull needs a model.", "Name one, e.g. `tfx pull gpt2`, or give --task for its default model.")
+            raise errors.UsageError("pull needs a model.", "Name one, e.g. `tfx pull gpt2`, or give --task for its default model.")
         if os.path.isdir(os.path.expanduser(name)) and name.startswith((".", "/", "~")):
-            raise TfxError(f"{name} is a local directory; there is nothing to pull.", "Use it directly with -m.")
+            raise errors.TfxError(f"{name} is a local directory; there is nothing to pull.", "Use it directly with -m.")
         hub.check_name(name)
         found = hub.find_cached(name, revision)
         if found is not None:
-            _check_task(name, found[0], wanted, None, found[1])
+            _check_task(name, wanted, registry.read_config(found[1]))
             size = sum(m.size for m in hub.cached_models() if m.repo_id == found[0])
-            _say(f"{name} is already in the cache ({hub.format_size(size)}); nothing to download.")
+            hub.say(f"{name} is already in the cache ({hub.format_size(size)}); nothing to download.")
             print(found[1], flush=True)
             return 0
         if hub.is_offline():
-            raise TfxError(f"{name} is not in the local cache and offline mode is on.", "Drop --offline / HF_HUB_OFFLINE to download it.")
+            raise errors.NotCached(f"{name} is not in the local cache and offline mode is on.", "Drop --offline / HF_HUB_OFFLINE to download it.")
         info = registry.lookup(name)
         repo_id = info.repo_id if info else name
-        if wanted and info:
-            _check_task(name, repo_id, wanted, {}, None)  # before any request
-        plan = hub.plan_download(repo_id, revision, name)
-        if wanted and not info:
-            _check_task(name, repo_id, wanted, plan.config, None)
+        if info:
+            _check_task(name, wanted, {})  # the registry knows its family: before any request
+        plan = hub.plan_download(repo_id, revision, name, task=wanted)  # else checked on the Hub's config summary
         what = f"{name} ({repo_id} @ {plan.commit[:7]})" if repo_id != name else f"{name} @ {plan.commit[:7]}"
-        _say(f"pulling {what}: {len(plan.files)} files, {hub.format_size(plan.total)}")
+        hub.say(f"pulling {what}: {plan.describe()}")
         started = time.monotonic()
         path = hub.fetch(plan, name, progress=sys.stderr.isatty() and not quiet)
-        _say(f"pulled {name} in {time.monotonic() - started:.1f} s")
+        hub.say(f"pulled {name} in {time.monotonic() - started:.1f} s")
         print(path, flush=True)
         return 0
 
     _execute(body)
 
 
-def _task_name(task: str) -> str:
-    from tfx import registry
-    from tfx.errors import UsageError
-
-    name = TASK_ALIASES.get(task.lower(), task.lower())
-    if name not in registry.TASKS:
-        raise UsageError(f"unknown task '{task}'.", f"Use one of: {', '.join(registry.TASKS)}.")
-    return name
-
-
-def _default_model(task: str) -> str:
-    from tfx import registry
-
-    return registry.DEFAULT_T5_TRANSLATE_MODEL if task == "translate" else registry.default_model(task)
-
-
-def _check_task(name: str, repo_id: str, task: str | None, config: dict | None, path) -> None:
+def _check_task(name: str, task: str | None, config: dict) -> None:
     """Fail with the family advice when the model cannot do the task (config from the Hub or the cache)."""
     if not task:
         return
-    from pathlib import Path
+    from tfx import registry
 
-    from tfx import hub, registry
-    from tfx.loading import check_task, read_json
-
-    if config is None:
-        config = read_json(Path(path) / "config.json")
-    check_task(hub.Resolved(name, repo_id, Path(path or "."), registry.lookup(name)), task, config)
+    registry.check_task(name, task, registry.family_of(registry.lookup(name), config), config.get("model_type", ""))
 
 
 # ---- tfx cache ls / rm -----------------------------------------------------------------------------------
@@ -312,7 +226,7 @@ def cache_ls(fmt: ListFormat = "text") -> None:
             )  # fmt: skip
             return 0
         if not cached:
-            _say(f"no models in the cache ({hub.cache_dir()}). `tfx pull MODEL` adds one.")
+            hub.say(f"no models in the cache ({hub.cache_dir()}). `tfx pull MODEL` adds one.")
             return 0
         rows = [
             [m.repo_id if m.name == m.repo_id else f"{m.repo_id} ({m.name})", hub.format_size(m.size),
@@ -320,7 +234,7 @@ def cache_ls(fmt: ListFormat = "text") -> None:
             for m in cached
         ]  # fmt: skip
         print_table(["model", "size", "revisions", "last used"], rows)
-        _say(f"{len(cached)} models, {hub.format_size(scan.size_on_disk)} in {hub.cache_dir()}")
+        hub.say(f"{len(cached)} models, {hub.format_size(scan.size_on_disk)} in {hub.cache_dir()}")
         return 0
 
     _execute(body)
@@ -330,39 +244,41 @@ def cache_rm(
     names: Annotated[list[str], typer.Argument(help="Models to remove (alias or Hub id); an alias removes all its cached ids.", show_default=False)],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
-    """Remove models from the local cache (asks first)."""
+    """Remove models from the local cache (asks first): the named repositories' folders, nothing else."""
 
     def body() -> int:
         _setup()
-        from tfx import hub
-        from tfx.errors import TfxError
+        from tfx import errors, hub
 
-        scan = hub.scan_cache()
-        cached = hub.cached_models(scan)
+        cached = hub.cached_models()
         targets = []
         for name in names:
             found = hub.matching_cached(name, cached)
             if not found:
-                raise TfxError(f"{name} is not in the cache.", "`tfx cache ls` lists what is.")
+                raise errors.TfxError(f"{name} is not in the cache.", "`tfx cache ls` lists what is.")
             targets += [m for m in found if m not in targets]
-        strategy = scan.delete_revisions(*[c for m in targets for c in m.commits])
+        folders = [hub.repo_folder(m) for m in targets]  # refuses anything but real folders in the cache
         listing = ", ".join(f"{m.repo_id} ({hub.format_size(m.size)})" for m in targets)
         if not yes and not _confirm(f"Delete {listing} from {hub.cache_dir()}?"):
-            _say("nothing deleted.")
+            hub.say("nothing deleted.")
             return 1
-        strategy.execute()
-        _say(f"deleted {listing}; freed {hub.format_size(strategy.expected_freed_size)}.")
+        freed = hub.delete_cached(targets)
+        hub.say(f"deleted {', '.join(str(f.name) for f in folders)}; freed {hub.format_size(freed)}.")
         return 0
 
     _execute(body)
 
 
 def _confirm(question: str) -> bool:
+    """Ask on stderr. No answer is no: stdin closed, at its end, or unreadable (never an "Abort" error)."""
     import click
 
+    if sys.stdin is None or sys.stdin.closed:
+        print(f"{question} [y/N]: no answer (stdin is closed)", file=sys.stderr)
+        return False
     try:
         return typer.confirm(question, default=False, err=True)
-    except click.exceptions.Abort:  # stdin closed: no answer is no
+    except (click.exceptions.Abort, EOFError, OSError, RuntimeError, UnicodeDecodeError):
         print(file=sys.stderr)
         return False
 
@@ -382,27 +298,19 @@ def search(
     def body() -> int:
         _setup(offline)
         _check_format(fmt, ("text", "json"))
-        from tfx import hub
+        from tfx import hub, registry
         from tfx.errors import UsageError
 
-        tag = None
-        if task:
-            tag = hub.PIPELINE_TAGS.get(task.lower(), task.lower() if task.lower() in SEARCH_TASKS else None)
-            if tag is None:
-                raise UsageError(f"unknown --task '{task}'.", f"Use one of: {', '.join(SEARCH_TASKS)}.")
+        tag = registry.task_info(task).pipeline_tag if task else None
         if limit < 1:
             raise UsageError("--limit must be at least 1.", f"Leave it out for {DEFAULT_SEARCH_LIMIT}.")
         rows = hub.search(query, tag, limit)
         if fmt == "json":
             print_json(rows)
         elif not rows:
-            _say("no models found." + (" Try fewer words or no --task." if query or task else ""))
+            hub.say("no models found." + (" Try fewer words or no --task." if query or task else ""))
         else:
             print_table(["model", "task", "downloads", "likes"], [[r["id"], r["task"] or "-", f"{r['downloads']:,}", f"{r['likes']:,}"] for r in rows])
         return 0
 
     _execute(body)
-
-
-# ---- tfx compare -----------------------------------------------------------------------------------------
-

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from typing import Annotated, Any, Optional
 
 import typer
 
-from tfx import options as o
-from tfx.hubcmds import _check_format, _execute, _say, _setup, _task_name, print_table
+from tfx.cli import options as o
+from tfx.cli.common import check_format as _check_format, execute as _execute, setup as _setup
+
+from tfx.io import print_table, write_json_line
 
 COMPARE_EXAMPLES = """Examples:
 
@@ -66,9 +67,11 @@ def compare(
     def body() -> int:
         _setup(offline, quiet, verbose)
         _check_format(fmt, ("text", "jsonl"))
-        name = _task_name(task)
-        params = _compare_params(name, {k: v for k, v in given.items() if v is not None})
-        rows = run_comparison(name, texts, list(models or []), params, device, dtype, trust_remote_code, verbose, fmt)
+        from tfx import registry
+
+        name = registry.task_info(task).name
+        settings = _settings(name, {k: v for k, v in given.items() if v is not None})
+        rows = run_comparison(name, texts, list(models or []), settings, device, dtype, trust_remote_code, verbose, fmt)
         if fmt == "text":
             several = len(texts) > 1
             columns = (["input"] if several else []) + ["model", "output", "seconds"]
@@ -79,74 +82,61 @@ def compare(
     _execute(body)
 
 
-def _compare_params(task: str, given: dict[str, Any]) -> dict[str, Any]:
+def _settings(task: str, given: dict[str, Any]):
+    """The task's settings from compare's options; an option of another task is a usage error."""
     from tfx.errors import UsageError
+    from tfx.spec import SETTINGS
 
     for key in given:
         if key not in COMPARE_OPTIONS[task]:
             flag = OPTION_FLAGS.get(key, "--" + key.replace("_", "-"))
             users = [t for t, keys in COMPARE_OPTIONS.items() if key in keys]
             raise UsageError(f"{flag} does not apply to {task}.", f"It is an option of {' and '.join(users)}.")
-    if task == "translate":
-        if not given.get("tgt"):
-            raise UsageError("translate needs a target language.", "Add --to, e.g. --to fr.")
-        given = {**given, "src": (given.get("src") or "en").lower(), "tgt": given["tgt"].lower()}
-    return given
+    settings = SETTINGS[task].from_params(given)
+    settings.validate()
+    return settings
 
 
-def run_comparison(task, texts, names, params, device, dtype, trust_remote_code, verbose, fmt) -> list[dict[str, Any]]:
-    """Each model in turn: resolve (all first, so a bad name fails before any model loads), load, run every
-    input, free it. jsonl rows are written as each model finishes."""
+def run_comparison(task, texts, names, settings, device, dtype, trust_remote_code, verbose, fmt) -> list[dict[str, Any]]:
+    """Each model in turn: prepare all first (so a bad name fails before any model loads), then load, run
+    every input through the pipeline, free it. jsonl rows are written as each model finishes."""
     import gc
 
-    from tfx import devices, hub, loading, registry
-    from tfx.errors import RecordError, TfxError, UsageError
-    from tfx.tasks import make_task, text_renderer
-    from tfx.tasks.base import validate_generation
+    from tfx import loading, pipeline, registry, spec
+    from tfx.hub import say
+    from tfx.errors import TfxError, UsageError
+    from tfx.tasks import open_task
 
     if not names:
-        example = " ".join(f"-m {m}" for m in registry.SUGGESTED[task])
+        example = " ".join(f"-m {m}" for m in registry.task_info(task).suggested)
         raise UsageError("compare needs the models to compare.", f"Name them with -m, e.g. {example}.")
     if any(not t.strip() for t in texts):
         raise UsageError("the input text is empty.", "Pass some text.")
-    generative = task in ("generate", "translate", "summarize")
-    if generative:
-        validate_generation(params)
-    resolved = [hub.resolve(n) for n in names]
-    for r in resolved:
-        loading.check_task(r, task, loading.read_json(r.path / "config.json"))
-    device_name = devices.pick_device(device)
-    torch_dtype = devices.pick_dtype(dtype, device_name)
-    shown_text = text_renderer(task, params)
+    prepared = [loading.prepare(n, task, settings) for n in names]
     rows = []
-    for r in resolved:
+    for p in prepared:
         if sys.stderr.isatty():
-            _say(f"loading {r.name}")
+            say(f"loading {p.name}")
         started = time.monotonic()
-        loaded = loading.load(r, task, device_name, torch_dtype, trust_remote_code, verbose)
+        run = spec.build(task, settings, model=p.name, device=device, dtype=dtype, trust_remote_code=trust_remote_code, verbose=verbose)
+        runner = open_task(run, prepared=p)
         load_seconds = time.monotonic() - started
-        if generative:
-            validate_generation(params, loaded.generation_defaults)
-        runner = make_task(task, loaded, dict(params))
         for index, text in enumerate(texts):
-            try:
-                runner.check(text)
-            except RecordError as exc:
-                raise TfxError(f"{r.name}: {exc}.", "Fix the input.") from None
             started = time.monotonic()
-            result = runner.run([text])[0]
-            row = {"input": text, "model": r.name, **result, "seconds": round(time.monotonic() - started, 4), "load_seconds": round(load_seconds, 4)}
+            (done,) = pipeline.run_texts(runner, [text])
+            if done.error is not None:
+                raise TfxError(f"{p.name}: {done.error}.", "Fix the input.")
+            result = done.result
+            row = {"input": text, "model": p.name, **result.record(), "seconds": round(time.monotonic() - started, 4), "load_seconds": round(load_seconds, 4)}
             if fmt == "jsonl":
-                sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
-                sys.stdout.flush()
-            rows.append({**row, "shown": shown_text(result), "index": index})
-        del runner, loaded
+                write_json_line(row)
+            rows.append({**row, "shown": result.text(), "index": index})
+        runner.close()
+        device_name = runner.device
+        del runner
         gc.collect()  # one model in memory at a time
         if device_name.startswith("cuda"):
             import torch
 
             torch.cuda.empty_cache()
     return rows
-
-
-# ---- tfx env ---------------------------------------------------------------------------------------------

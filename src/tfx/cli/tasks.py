@@ -1,27 +1,16 @@
-"""The tfx command line: one thin function per command. Nothing heavy is imported here, so `tfx --help`
-answers at once; torch and transformers load only inside the command that runs a model."""
+"""The task commands (generate, fill-mask, translate, summarize): each builds a RunSpec from argv and
+hands it to the engine the options pick. Nothing heavy is imported here."""
 
 from __future__ import annotations
 
-import os
 import sys
-from collections.abc import Callable
 from typing import Annotated, Optional
 
 import typer
 
-from tfx import __version__
-from tfx import options as o
+from tfx.cli import options as o
+from tfx.cli.common import execute, setup
 from tfx.registry import DEFAULT_FILL_MASK_MODEL, DEFAULT_GENERATE_MODEL, DEFAULT_SUMMARIZE_MODEL
-
-app = typer.Typer(
-    name="tfx",
-    help="Hugging Face Transformer models from the shell: generate, fill-mask, translate, summarize.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
 
 GENERATE_EXAMPLES = """Examples:
 
@@ -53,109 +42,56 @@ SUMMARIZE_EXAMPLES = """Examples:
 """
 
 
-def version_callback(value: bool) -> None:
-    if value:
-        print(f"tfx {__version__}")
-        raise typer.Exit()
 
 
-@app.callback()
-def root(
-    version: Annotated[Optional[bool], typer.Option("--version", callback=version_callback, is_eager=True, help="Show the version and exit.")] = None,
-) -> None:
-    """Hugging Face Transformer models from the shell."""
+def register(app: typer.Typer) -> None:
+    app.command(epilog=GENERATE_EXAMPLES)(generate)
+    app.command("fill-mask", epilog=FILL_MASK_EXAMPLES)(fill_mask)
+    app.command(epilog=TRANSLATE_EXAMPLES)(translate)
+    app.command(epilog=SUMMARIZE_EXAMPLES)(summarize)
 
 
-def execute(body: Callable[[], int | None]) -> None:
-    """The one catch point: known errors become one line on stderr that names the fix; Ctrl-C exits 130
-    and a closed stdout (| head) ends quietly; everything already written stays written."""
-    from tfx.errors import explain
+def run_task(task: str, texts, settings_of, common: dict, stream: bool | None = None) -> None:
+    """Build the spec (checked once, before any model), then run it on the engine the options pick."""
 
-    code = 0
-    try:
-        code = body() or 0
-    except KeyboardInterrupt:
-        _flush_quietly()
-        print("tfx: interrupted", file=sys.stderr)
-        code = 130
-    except BrokenPipeError:
-        code = _stdout_gone()
-    except typer.Exit:
-        raise
-    except Exception as exc:  # noqa: BLE001 - mapped to a message, or shown in full with TFX_DEBUG=1
-        if os.environ.get("TFX_DEBUG") == "1":
-            raise
-        error = explain(exc)
-        if error is None:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            print(f"tfx: error: {type(exc).__name__}: {first} (TFX_DEBUG=1 shows the traceback)", file=sys.stderr)
-            code = 1
-        else:
-            print(f"tfx: error: {error}", file=sys.stderr)
-            code = error.exit_code
-        _flush_quietly()
-    raise typer.Exit(code)
-
-
-def _flush_quietly() -> None:
-    try:
-        sys.stdout.flush()
-    except (BrokenPipeError, ValueError, OSError):
-        _stdout_gone()
-
-
-def _stdout_gone() -> int:
-    """The reader went away: point stdout at /dev/null so the final flush at exit cannot complain."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
-    return 141
-
-
-def run_task(task: str, texts: list[str] | None, common: dict, params: dict) -> None:
     def body() -> int:
-        if common.pop("offline"):
-            os.environ["HF_HUB_OFFLINE"] = "1"
-        from tfx import hub
+        setup(common.pop("offline"), common["quiet"], common["verbose"])
+        from tfx import engines, spec
 
-        hub.configure_env()
-        setup_logging(common["quiet"], common["verbose"])
-        from tfx.runner import RunOptions, run
+        settings = settings_of()
+        run = spec.build(task, settings, model=common.pop("model"), **_spec_parts(texts, common, stream))
+        if not run.inputs.texts and run.inputs.path is None and sys.stdin.isatty():
+            from tfx.errors import UsageError
 
-        return run(RunOptions(task=task, texts=list(texts or []), params=params, **common))
+            raise UsageError("no input.", "Give the text as an argument, pipe lines on stdin, or use --input FILE.")
+        return engines.run(run)
 
     execute(body)
 
 
-def setup_logging(quiet: bool, verbose: bool) -> None:
-    import logging
+def _spec_parts(texts, c: dict, stream: bool | None) -> dict:
+    from tfx import spec
 
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("tfx: %(levelname)s: %(message)s" if verbose else "tfx: warning: %(message)s"))
-    logger = logging.getLogger("tfx")
-    logger.handlers[:] = [handler]
-    logger.propagate = False
-    logger.setLevel(logging.ERROR if quiet else logging.INFO if verbose else logging.WARNING)
+    engine = "remote" if c["server"] else c["engine"]
+    return dict(
+        revision=c["revision"], device=c["device"], dtype=c["dtype"], trust_remote_code=c["trust_remote_code"],
+        inputs=spec.Inputs(tuple(texts or ()), c["input_path"], c["input_format"]),
+        output=spec.Output(c["fmt"], stream, c["output"], c["output_format"]),
+        engine=spec.Engine(engine, c["server"], c["ray_address"], c["replicas"], c["gpus_per_replica"]),
+        batch_size=c["batch_size"], keep_going=c["keep_going"], quiet=c["quiet"], verbose=c["verbose"],
+    )  # fmt: skip
 
 
-def _common(model, revision, device, dtype, fmt, input_file, input_format, batch_size, quiet, verbose, keep_going, offline, trust_remote_code, server=None) -> dict:
+def _common(model, revision, device, dtype, fmt, input_file, input_format, batch_size, quiet, verbose, keep_going, offline,
+            trust_remote_code, server, engine, output, output_format, ray_address, replicas, gpus_per_replica) -> dict:
     return dict(
         model=model, revision=revision, device=device, dtype=dtype, fmt=fmt, input_path=input_file,
         input_format=input_format, batch_size=batch_size, quiet=quiet, verbose=verbose, keep_going=keep_going,
-        offline=offline, trust_remote_code=trust_remote_code, server=server,
+        offline=offline, trust_remote_code=trust_remote_code, server=server, engine=engine, output=output,
+        output_format=output_format, ray_address=ray_address, replicas=replicas, gpus_per_replica=gpus_per_replica,
     )  # fmt: skip
 
 
-def _engine(engine, output, output_format, ray_address, replicas, gpus_per_replica) -> dict:
-    return dict(
-        engine=engine, output=output, output_format=output_format, ray_address=ray_address,
-        replicas=replicas, gpus_per_replica=gpus_per_replica,
-    )  # fmt: skip
-
-
-@app.command(epilog=GENERATE_EXAMPLES)
 def generate(
     texts: o.Texts = None,
     model: o.Model = None,
@@ -193,23 +129,20 @@ def generate(
     replicas: o.Replicas = None,
     gpus_per_replica: o.GpusPerReplica = 0.0,
 ) -> None:
-    f"""Continue each prompt with a decoder-only model (default: {DEFAULT_GENERATE_MODEL}); prints prompt + continuation."""
-    params = dict(
+    from tfx.spec import GenerateSettings
+
+    settings = lambda: GenerateSettings(  # noqa: E731 - built inside the catch point: a bad value is a one-line error
         max_new_tokens=max_new_tokens, max_length=max_length, num_return_sequences=num_return_sequences,
         do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p, num_beams=num_beams,
         repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size, seed=seed,
         continuation_only=continuation_only, no_truncate=no_truncate,
     )  # fmt: skip
-    common = _common(model, revision, device, dtype, fmt, input_file, input_format, batch_size, quiet, verbose, keep_going, offline, trust_remote_code, server)
-    common.update(_engine(engine, output, output_format, ray_address, replicas, gpus_per_replica))
-    common["stream"] = stream
-    run_task("generate", texts, common, params)
+    run_task("generate", texts, settings, _common(model, revision, device, dtype, fmt, input_file, input_format, batch_size, quiet, verbose, keep_going, offline, trust_remote_code, server, engine, output, output_format, ray_address, replicas, gpus_per_replica), stream)
 
 
 generate.__doc__ = f"Continue each prompt with a decoder-only model (default: {DEFAULT_GENERATE_MODEL}); prints prompt + continuation."
 
 
-@app.command("fill-mask", epilog=FILL_MASK_EXAMPLES)
 def fill_mask(
     texts: o.Texts = None,
     model: o.Model = None,
@@ -236,10 +169,10 @@ def fill_mask(
     replicas: o.Replicas = None,
     gpus_per_replica: o.GpusPerReplica = 0.0,
 ) -> None:
-    params = dict(top_k=top_k, targets=targets, no_truncate=no_truncate)
-    common = _common(model, revision, device, dtype, fmt, input_file, input_format, batch_size, quiet, verbose, keep_going, offline, trust_remote_code, server)
-    common.update(_engine(engine, output, output_format, ray_address, replicas, gpus_per_replica))
-    run_task("fill-mask", texts, common, params)
+    from tfx.spec import FillMaskSettings
+
+    settings = lambda: FillMaskSettings(top_k=top_k, targets=targets, no_truncate=no_truncate)  # noqa: E731
+    run_task("fill-mask", texts, settings, _common(model, revision, device, dtype, fmt, input_file, input_format, batch_size, quiet, verbose, keep_going, offline, trust_remote_code, server, engine, output, output_format, ray_address, replicas, gpus_per_replica))
 
 
 fill_mask.__doc__ = (
@@ -248,7 +181,6 @@ fill_mask.__doc__ = (
 )
 
 
-@app.command(epilog=TRANSLATE_EXAMPLES)
 def translate(
     texts: o.Texts = None,
     to: Annotated[Optional[str], typer.Option("--to", "-t", help="Target language, an ISO code (fr, de, es, ...). Required.", show_default=False)] = None,
@@ -278,21 +210,12 @@ def translate(
     gpus_per_replica: o.GpusPerReplica = 0.0,
 ) -> None:
     """Translate each text (default model: t5-small for en->fr/de/ro, else Helsinki-NLP/opus-mt-{from}-{to})."""
+    from tfx.spec import TranslateSettings
 
-    def missing_to() -> int:
-        from tfx.errors import UsageError
-
-        raise UsageError("translate needs a target language.", "Add --to, e.g. --to fr.")
-
-    if not to:
-        execute(missing_to)
-    params = dict(src=src.lower(), tgt=to.lower(), max_new_tokens=max_new_tokens, num_beams=num_beams, no_truncate=no_truncate)
-    common = _common(model, revision, device, dtype, fmt, input_file, input_format, batch_size, quiet, verbose, keep_going, offline, trust_remote_code, server)
-    common.update(_engine(engine, output, output_format, ray_address, replicas, gpus_per_replica))
-    run_task("translate", texts, common, params)
+    settings = lambda: TranslateSettings(src=src, tgt=to, max_new_tokens=max_new_tokens, num_beams=num_beams, no_truncate=no_truncate)  # noqa: E731
+    run_task("translate", texts, settings, _common(model, revision, device, dtype, fmt, input_file, input_format, batch_size, quiet, verbose, keep_going, offline, trust_remote_code, server, engine, output, output_format, ray_address, replicas, gpus_per_replica))
 
 
-@app.command(epilog=SUMMARIZE_EXAMPLES)
 def summarize(
     texts: o.Texts = None,
     model: o.Model = None,
@@ -320,43 +243,12 @@ def summarize(
     replicas: o.Replicas = None,
     gpus_per_replica: o.GpusPerReplica = 0.0,
 ) -> None:
-    params = dict(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, num_beams=num_beams, no_truncate=no_truncate)
-    common = _common(model, revision, device, dtype, fmt, input_file, input_format, batch_size, quiet, verbose, keep_going, offline, trust_remote_code, server)
-    common.update(_engine(engine, output, output_format, ray_address, replicas, gpus_per_replica))
-    run_task("summarize", texts, common, params)
+    from tfx.spec import SummarizeSettings
+
+    settings = lambda: SummarizeSettings(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, num_beams=num_beams, no_truncate=no_truncate)  # noqa: E731
+    run_task("summarize", texts, settings, _common(model, revision, device, dtype, fmt, input_file, input_format, batch_size, quiet, verbose, keep_going, offline, trust_remote_code, server, engine, output, output_format, ray_address, replicas, gpus_per_replica))
 
 
 summarize.__doc__ = f"Summarise each text with an encoder-decoder model (default: {DEFAULT_SUMMARIZE_MODEL}; T5 gets 'summarize: ')."
 
 
-# Commands that do not run a model live in their own modules; registering them imports nothing heavy.
-from tfx import hubcmds  # noqa: E402
-from tfx.serve import command as serve_command  # noqa: E402
-
-hubcmds.register(app)
-serve_command.register(app)
-
-
-def main() -> None:
-    from tfx.devices import prepare_env
-
-    prepare_env()  # before anything imports torch
-    code = 0
-    try:
-        app()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except BrokenPipeError:
-        code = _stdout_gone()
-    try:
-        sys.stdout.flush()
-    except (BrokenPipeError, ValueError, OSError):
-        code = code or _stdout_gone()
-    sys.stderr.flush()
-    # os._exit, not sys.exit: the stdin reader thread may be blocked in a read, and a normal interpreter
-    # shutdown would then abort on the stdin lock (SIGABRT) instead of exiting with our status.
-    os._exit(code)
-
-
-if __name__ == "__main__":
-    main()

@@ -41,7 +41,7 @@ Engine = Annotated[
     str,
     typer.Option(
         "--engine",
-        help="local: PyTorch in this process; ray: a Ray cluster through Ray Data (pip install 'tfx[ray]').",
+        help="local: PyTorch in this process; ray: a Ray cluster through Ray Data (pip install 'tfx-cli[ray]').",
     ),
 ]
 Output = Annotated[Optional[str], typer.Option("--output", "-o", help="--engine ray: directory for the output shards.", show_default=False)]

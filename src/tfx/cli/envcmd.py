@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Annotated, Any
 
 import typer
 
-from tfx.hubcmds import ListFormat, _check_format, _execute, _setup, print_json
+from tfx.cli.common import check_format as _check_format, execute as _execute, setup as _setup
+from tfx.cli.hubcmds import ListFormat
+from tfx.io import print_json
 
 DEVICE_PROBE_TIMEOUT_S = 60
+# The proxy variables httpx (huggingface_hub's client) reads; any of them may carry user:password@.
+PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 
 ENV_EXAMPLES = """Examples:
 
@@ -54,6 +59,8 @@ def env(
         lines.append(("cache", f"{cache['dir']} ({cache['models']} models, {hub.format_size(cache['size_on_disk'])})"))
         lines.append(("offline", "yes (HF_HUB_OFFLINE)" if info["offline"] else "no"))
         lines.append(("hub endpoint", info["endpoint"]))
+        proxies = info["proxies"]
+        lines.append(("proxy", ", ".join(f"{k}={v}" for k, v in proxies.items()) if proxies else "none"))
         token = info["token"]
         lines.append(("hub token", f"configured ({token['source']})" if token["configured"] else "not configured (`hf auth login` or HF_TOKEN)"))
         width = max(len(k) for k, _ in lines)
@@ -72,7 +79,7 @@ def env_info(probe_devices: bool = True) -> dict[str, Any]:
     from tfx import hub
 
     versions = {}
-    for dist in ("tfx", "torch", "transformers", "tokenizers", "huggingface_hub"):
+    for dist in ("tfx-cli", "torch", "transformers", "tokenizers", "huggingface_hub"):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -86,9 +93,22 @@ def env_info(probe_devices: bool = True) -> dict[str, Any]:
         "devices": _probe_devices() if probe_devices else None,
         "cache": {"dir": str(hub.cache_dir()), "models": len(hub.cached_models(scan)), "size_on_disk": scan.size_on_disk if scan else 0},
         "offline": hub.is_offline(),
-        "endpoint": constants.ENDPOINT,
+        "endpoint": mask_url(constants.ENDPOINT),
+        "proxies": {var: mask_url(os.environ[var]) for var in PROXY_VARS if os.environ.get(var)},
         "token": {"configured": source is not None, "source": source},
     }
+
+
+def mask_url(url: str) -> str:
+    """url with any credentials in it replaced by ***: `https://user:pass@host/x` -> `https://***@host/x`;
+    also `user:pass@host:3128` (a proxy given without a scheme). Everything after the scheme up to the
+    LAST @ is masked, so a password holding @, /, ? or # is hidden whole; an @ later in the URL (rare in
+    an endpoint or a proxy) hides more than needed, never less."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    at = rest.rfind("@")
+    return url if at < 0 else f"{scheme}{sep}***{rest[at:]}"
 
 
 def _probe_devices() -> dict[str, Any]:

@@ -1,8 +1,8 @@
-"""Sending task commands to a running `tfx serve` (--server URL / TFX_SERVER).
+"""The remote engine: task commands sent to a running `tfx serve` (--server URL / TFX_SERVER).
 
-Records still flow through the local pipeline (runner.Pump: reading, ordering, --keep-going, writing); only the
-model runs on the server, behind a RemoteTask with a local task's interface. So outputs, exit codes and
-streaming are those of a local run. Standard library only: a remote run never imports torch."""
+Records still flow through the one pipeline (reading, ordering, --keep-going, writing); only the model runs
+on the server, behind a RemoteTask with a local task's interface. So outputs, exit codes and streaming are
+those of a local run. Standard library only: a remote run never imports torch."""
 
 from __future__ import annotations
 
@@ -10,57 +10,51 @@ import http.client
 import json
 import logging
 import os
-import socket
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from tfx.errors import TfxError, UsageError
+from tfx import pipeline, results
+from tfx.errors import TfxError, UsageError, about
+from tfx.results import Failed, Result, TextChunk
+from tfx.spec import RunSpec
+from tfx.tasks import default_batch_size
 
 log = logging.getLogger("tfx")
 
 API_KEY_ENV = "TFX_API_KEY"
 CONNECT_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 3600.0  # a queue of long generations on a CPU server can take minutes; Ctrl-C still works
-# The CLI's parameter names that the server's task endpoints spell differently.
-WIRE_NAMES = {"src": "from", "tgt": "to"}
 
 
-def run_remote(opts) -> int:
-    """runner.run for --server: the same pipeline, with the model on the server."""
-    from tfx import runner
-
-    server_side = (("--device", opts.device, "auto"), ("--dtype", opts.dtype, "auto"), ("--engine", getattr(opts, "engine", "local"), "local"), ("--trust-remote-code", opts.trust_remote_code, False))
+def run(spec: RunSpec) -> int:
+    """The same pipeline as a local run, with the model on the server."""
+    server_side = (("--device", spec.device, "auto"), ("--dtype", spec.dtype, "auto"), ("--trust-remote-code", spec.trust_remote_code, False))
     for flag, value, default in server_side:
         if value != default:
             log.warning("%s is the server's choice; ignored with --server", flag)
-    server = Server(opts.server)
+    server = Server(spec.engine.server)
     try:
-        health = server.health()
-        name = runner.model_name(opts)
-        streaming = runner.wants_stream(opts)
-        task = RemoteTask(server, opts.task, name, opts.params, opts.revision, health.get("device", "cpu"), runner.stdout_text if streaming else None)
-        return runner.pump_records(opts, task, name, streaming)
+        with about(server=server.url):
+            health = server.health()
+            task = RemoteTask(server, spec, health.get("device", "cpu"))
+            return pipeline.run_spec(spec, task)
     finally:
         server.close()
 
 
 class RemoteTask:
-    """A task whose model runs on the server: check, cost, run and default_batch_size, as a local task has.
-    Bad records come back as {"error": ...} results, which Pump treats as it treats a local RecordError."""
+    """A task whose model runs on the server: check, cost, run, stream and batch_size, as a local task has.
+    Bad records come back as Failed results, which the pipeline treats as it treats a local RecordError."""
 
-    def __init__(self, server: Server, task: str, model: str, params: dict[str, Any], revision: str | None, device: str, on_text=None):
+    def __init__(self, server: Server, spec: RunSpec, device: str):
         self.server = server
-        self.task = task
-        self.model = model
-        self.device = device
-        self.on_text = on_text
-        self.body = {"model": model}
-        if revision:
-            self.body["revision"] = revision
-        for key, value in params.items():
-            if value is not None:  # False stays: --greedy (do_sample False) overrides a model that samples
-                self.body[WIRE_NAMES.get(key, key)] = value
+        self.task = spec.task
+        self.listing = getattr(spec.settings, "top_k", None) is not None and spec.task == "fill-mask"
+        self.batch_size = default_batch_size(spec.task, device)
+        self.body = {"model": spec.model, **spec.settings.wire()}
+        if spec.revision:
+            self.body["revision"] = spec.revision
 
     def check(self, text: str) -> None:
         """The server checks each record and answers an error result for a bad one."""
@@ -68,35 +62,29 @@ class RemoteTask:
     def cost(self, text: str) -> int:
         return len(text)
 
-    def default_batch_size(self) -> int:
-        from tfx.tasks import default_batch_size
-
-        return default_batch_size(self.task, self.device)
-
-    def run(self, texts: list[str]) -> list[dict[str, Any]]:
-        path = f"/v1/{self.task}"
-        if self.on_text is not None and len(texts) == 1:
-            return [self._stream(path, {**self.body, "inputs": texts, "stream": True})]
-        answer = self.server.post(path, {**self.body, "inputs": texts})
-        results = answer.get("results") if isinstance(answer, dict) else None
-        if not isinstance(results, list) or len(results) != len(texts):
+    def run(self, texts: list[str]) -> list[Result]:
+        answer = self.server.post(f"/v1/{self.task}", {**self.body, "inputs": texts})
+        records = answer.get("results") if isinstance(answer, dict) else None
+        if not isinstance(records, list) or len(records) != len(texts) or not all(isinstance(r, dict) for r in records):
             raise TfxError(f"the server at {self.server.url} sent an answer tfx cannot read.", "Check that --server points at `tfx serve` of this version.")
-        return [_result(record) for record in results]
+        return [self._result(record) for record in records]
 
-    def _stream(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        for event in self.server.events(path, body):
+    def stream(self, text: str) -> Iterator[TextChunk | Result]:
+        for event in self.server.events(f"/v1/{self.task}", {**self.body, "inputs": [text], "stream": True}):
             if "text" in event:
-                self.on_text(event["text"])
+                yield TextChunk(str(event["text"]))
             elif "result" in event:
-                return _result(event["result"])
+                yield self._result(event["result"])
+                return
             elif "error" in event:
                 raise _error_from(event["error"], self.server.url, 400)
         raise TfxError(f"the server at {self.server.url} ended the stream early.", "Check the server's log.")
 
-
-def _result(record: dict[str, Any]) -> dict[str, Any]:
-    """A server record is the CLI's jsonl record; the writer adds input and model back itself."""
-    return {k: v for k, v in record.items() if k not in ("input", "model")}
+    def _result(self, record: dict[str, Any]) -> Result:
+        """A server record is the CLI's jsonl record: an error, or the task's fields."""
+        if "error" in record:
+            return Failed(error=str(record["error"]))
+        return results.from_record(self.task, record, self.listing)
 
 
 class Server:
@@ -150,9 +138,12 @@ class Server:
                 if data == "[DONE]":
                     return
                 yield json.loads(data)
-        except (OSError, http.client.HTTPException, ValueError) as exc:
+        except (OSError, http.client.HTTPException):
             self.close()
-            raise self._lost(exc) from None
+            raise  # explained at the catch point: "lost the connection to the tfx server at URL"
+        except ValueError:
+            self.close()
+            raise TfxError(f"the server at {self.url} sent an event tfx cannot read.", "Check that --server points at `tfx serve` of this version.") from None
 
     def _send(self, method: str, path: str, body: dict[str, Any] | None) -> http.client.HTTPResponse:
         payload = json.dumps(body).encode() if body is not None else None
@@ -162,32 +153,24 @@ class Server:
             try:
                 conn.request(method, self.prefix + path, body=payload, headers=self.headers)
                 return conn.getresponse()
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
                 self.close()
                 if not reused or attempt == 2:  # a reused connection the server had closed while idle: retry once
-                    raise self._lost(exc) from None
-            except (OSError, http.client.HTTPException) as exc:
+                    raise
+            except (OSError, http.client.HTTPException):
                 self.close()
-                raise self._lost(exc) from None
+                raise
         raise AssertionError("unreachable")
 
     def _connection(self) -> http.client.HTTPConnection:
         if self.conn is None:
             cls = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
             conn = cls(self.host, self.port, timeout=CONNECT_TIMEOUT_S)
-            try:
+            with about(server=self.url, action="connect"):
                 conn.connect()
-            except (OSError, http.client.HTTPException) as exc:
-                raise TfxError(
-                    f"cannot reach the tfx server at {self.url} ({_reason(exc)}).",
-                    "Start one with `tfx serve`, or fix --server / TFX_SERVER.",
-                ) from None
             conn.sock.settimeout(READ_TIMEOUT_S)
             self.conn = conn
         return self.conn
-
-    def _lost(self, exc: BaseException) -> TfxError:
-        return TfxError(f"lost the connection to the tfx server at {self.url} ({_reason(exc)}).", "Check the server's log.")
 
     def _decode(self, status: int, data: bytes) -> Any:
         try:
@@ -216,10 +199,3 @@ def _error_from(error: dict[str, Any], url: str, status: int) -> TfxError:
         413: "Send less at once: use a smaller --batch-size.",
     }
     return TfxError(f"the server at {url} refused the request ({status}): {message}.", hints.get(status, "Check the server's log."))
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, socket.timeout):
-        return "timed out"
-    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    return text.strip().splitlines()[0]

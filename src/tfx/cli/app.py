@@ -1,0 +1,71 @@
+"""The tfx app: the root command, the registration of every command module, and `main`. Nothing heavy is
+imported here, so `tfx --help` answers at once; torch and transformers load only inside the command that
+runs a model."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from tfx import __version__
+from tfx.cli.common import stdout_gone
+
+app = typer.Typer(
+    name="tfx",
+    help="Hugging Face Transformer models from the shell: generate, fill-mask, translate, summarize.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        print(f"tfx {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=version_callback, is_eager=True, help="Show the version and exit.")] = None,
+) -> None:
+    """Hugging Face Transformer models from the shell."""
+
+
+# Each command group lives in its own module; registering them imports nothing heavy.
+from tfx.cli import compare, envcmd, hubcmds, serve, tasks  # noqa: E402
+
+tasks.register(app)
+hubcmds.register(app)
+app.command("compare", epilog=compare.COMPARE_EXAMPLES)(compare.compare)
+app.command("env", epilog=envcmd.ENV_EXAMPLES)(envcmd.env)
+serve.register(app)
+
+
+def main() -> None:
+    from tfx.devices import prepare_env
+
+    prepare_env()  # before anything imports torch
+    code = 0
+    try:
+        app()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BrokenPipeError:
+        code = stdout_gone()
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError, OSError):
+        code = code or stdout_gone()
+    sys.stderr.flush()
+    # os._exit, not sys.exit: the stdin reader thread may be blocked in a read, and a normal interpreter
+    # shutdown would then abort on the stdin lock (SIGABRT) instead of exiting with our status.
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,291 @@
+"""The batcher: one Slot per model in memory, with a single inference thread and its open batches.
+
+torch runs one batch at a time per model, off the event loop. Requests for the same model with the same
+(task, settings) join one batch; a batch is dispatched after a short collection window but stays open to
+newcomers until its thread picks it up, so while one batch runs the next one fills. Each batch goes
+through the one pipeline (`pipeline.run_texts`: checks, length-sorted model batches, errors per text). A
+model idle past the keep-alive is unloaded by its own thread, behind any work already queued there, and
+loaded again by the next batch that needs it."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from tfx import loading, pipeline
+from tfx.io import Record
+from tfx.results import Result, TextChunk
+from tfx.spec import Settings
+
+if TYPE_CHECKING:
+    from tfx.serve.models import Manager
+
+log = logging.getLogger("tfx")
+
+# Run on the model's thread after a text's result, with the task that made it: what the request keeps
+# besides the result (the completions endpoint's token counts, with the task's own tokenizer).
+Finish = Callable[[Any, str, Result], Any]
+
+
+@dataclass
+class Outcome:
+    """One text's answer: a result or the error that makes it an error record, the size of the model
+    batch it ran in (0: it did not run), and what the request's Finish made of it."""
+
+    result: Result | None
+    error: str | None = None
+    batch: int = 0
+    extra: Any = None
+
+
+@dataclass
+class Pending:
+    text: str
+    future: asyncio.Future
+    finish: Finish | None = None
+
+
+@dataclass
+class Batch:
+    task: str
+    settings: Settings
+    key: tuple[str, Settings] | None  # None: this batch takes no other request (a seed)
+    items: list[Pending] = field(default_factory=list)
+    closed: bool = False
+
+
+def reusable(settings: Settings) -> bool:
+    """A seed is set when its task is built, so a seeded request gets a task of its own, and a batch of its
+    own: two requests with one seed each get the same numbers."""
+    return getattr(settings, "seed", None) is None
+
+
+class Slot:
+    """One model (one snapshot and head class) in memory, or ready to be loaded again."""
+
+    def __init__(self, prepared: loading.Prepared, manager: Manager):
+        self.prepared = prepared  # the first request's; the tasks that share the head use the same model
+        self.head = prepared.auto_class
+        self.names = {prepared.name}
+        self.manager = manager
+        self.loaded: loading.Loaded | None = None
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="tfx-model")
+        self.lock = threading.Lock()  # guards `open` and each batch's `closed` between the loop and the thread
+        self.open: dict[tuple[str, Settings], Batch] = {}
+        self.last_used = time.monotonic()
+        self.unload_queued = False
+        self._task = None  # the last task built, reused while (task, settings) stay the same
+        self._task_key: tuple[str, Settings] | None = None
+
+    def touch(self) -> None:
+        self.last_used = time.monotonic()
+
+    # --- on the event loop ---
+
+    async def run(self, task: str, settings: Settings, texts: list[str], finish: Finish | None = None) -> list[Outcome]:
+        """Run texts on this model, together with other requests' texts where they can join."""
+        loop = asyncio.get_running_loop()
+        items = [Pending(text, loop.create_future(), finish) for text in texts]
+        key = (task, settings) if reusable(settings) else None
+        limit = self.manager.batch_limit(task)
+        with self.lock:
+            batch = self.open.get(key) if key is not None else None
+            fresh = batch is None or batch.closed or len(batch.items) + len(items) > limit
+            if fresh:
+                batch = Batch(task, settings, key)
+                if key is not None:
+                    self.open[key] = batch
+            batch.items.extend(items)
+        if fresh:
+            loop.call_later(self.manager.settings.batch_window_s, self._dispatch, loop, batch)
+        self.manager.count("requests", 1)
+        return list(await asyncio.gather(*(item.future for item in items)))
+
+    def stream(self, task: str, settings: Settings, text: str, finish: Finish | None = None) -> Stream:
+        """Run one text alone, streamed; its pieces arrive through the returned Stream."""
+        stream = Stream(asyncio.get_running_loop())
+        self.manager.count("requests", 1)
+        try:
+            self.executor.submit(self._stream, task, settings, text, stream, finish)
+        except RuntimeError as exc:  # the executor has shut down
+            stream.put("error", exc)
+        return stream
+
+    def _dispatch(self, loop: asyncio.AbstractEventLoop, batch: Batch) -> None:
+        try:
+            self.executor.submit(self._run_batch, loop, batch)
+        except RuntimeError as exc:  # the executor has shut down
+            _settle(loop, batch.items, exc=exc)
+
+    # --- everything below runs on the slot's own thread ---
+
+    def ensure_loaded(self) -> loading.Loaded:
+        if self.loaded is None:
+            m = self.manager
+            self.loaded = loading.load(self.prepared, m.device, m.dtype, m.settings.trust_remote_code, m.settings.verbose)
+        self.touch()
+        return self.loaded
+
+    def _run_batch(self, loop: asyncio.AbstractEventLoop, batch: Batch) -> None:
+        with self.lock:
+            batch.closed = True
+            if batch.key is not None and self.open.get(batch.key) is batch:
+                del self.open[batch.key]
+        try:
+            outcomes = self.run_now(batch.task, batch.settings, batch.items)
+        except BaseException as exc:  # noqa: BLE001 - handed to each waiting request
+            _settle(loop, batch.items, exc=exc)
+            return
+        _settle(loop, batch.items, outcomes)
+
+    def run_now(self, task_name: str, settings: Settings, items: list[Pending]) -> list[Outcome]:
+        """The texts through the one pipeline: an empty text gives an empty result, a RecordError an error
+        for that text alone, the rest run in model batches of at most the task's limit."""
+        self.ensure_loaded()
+        task = self._task_for(task_name, settings)
+        largest = 0
+
+        def on_batch(size: int, tokens: int) -> None:
+            nonlocal largest
+            largest = max(largest, size)
+            self.manager.count_batch(size)
+
+        try:
+            done = pipeline.run_texts(task, [item.text for item in items], self.manager.batch_limit(task_name), on_batch)
+            outcomes = []
+            for item, d in zip(items, done):
+                ran = d.error is None and bool(item.text.strip())
+                extra = item.finish(task, item.text, d.result) if ran and item.finish is not None else None
+                outcomes.append(Outcome(d.result, d.error, largest if ran else 0, extra))
+        finally:
+            if not reusable(settings):
+                task.close()
+        self.touch()
+        return outcomes
+
+    def _stream(self, task_name: str, settings: Settings, text: str, stream: Stream, finish: Finish | None) -> None:
+        try:
+            stream.put("done", self.stream_now(task_name, settings, text, stream, finish))
+        except BaseException as exc:  # noqa: BLE001 - handed to the reader
+            stream.put("error", exc)
+
+    def stream_now(self, task_name: str, settings: Settings, text: str, stream: Stream, finish: Finish | None) -> Outcome | None:
+        """The text's pieces onto the stream as they are made; its outcome, or None once the reader has gone
+        (closing the task's generator stops the generation at its next token)."""
+        self.ensure_loaded()
+        task = self._task_for(task_name, settings)
+        try:
+            error = pipeline.check_record(task, Record(0, 1, text))
+            if error is not None:
+                return Outcome(None, error)
+            if not text.strip():
+                return Outcome(Result())
+            result = None
+            pieces = task.stream(text)
+            try:
+                for item in pieces:
+                    if stream.cancelled.is_set():
+                        return None
+                    if isinstance(item, TextChunk):
+                        stream.put("text", item.text)
+                    else:
+                        result = item
+            finally:
+                pieces.close()
+            if result is None:  # the generation was stopped
+                return None
+            self.manager.count_batch(1)
+            return Outcome(result, None, 1, finish(task, text, result) if finish is not None else None)
+        finally:
+            if not reusable(settings):
+                task.close()
+            self.touch()
+
+    def _task_for(self, name: str, settings: Settings):
+        """Reuse the last task while (task, settings) stay the same. Only one task is kept per model: building
+        a task may set shared tokenizer state (a translation's source language), so the task that runs must
+        be the last one built."""
+        from tfx.tasks import make_task
+
+        key = (name, settings) if reusable(settings) else None
+        if key is not None and key == self._task_key:
+            return self._task
+        self._drop_task()
+        task = make_task(name, self.loaded, settings)
+        if key is not None:
+            self._task, self._task_key = task, key
+        return task
+
+    def _drop_task(self) -> None:
+        """A task the server drops takes its hooks on the shared model with it (task.close), or every later
+        forward would call them and the task could never be freed."""
+        task, self._task, self._task_key = self._task, None, None
+        if task is not None:
+            task.close()
+
+    def unload_if_idle(self, keep_alive_s: float) -> None:
+        self.unload_queued = False
+        with self.lock:
+            waiting = bool(self.open)
+        if self.loaded is None or waiting or time.monotonic() - self.last_used < keep_alive_s:
+            return
+        device = self.loaded.device
+        self._drop_task()
+        self.loaded = None
+        gc.collect()
+        if device.startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
+        log.info("unloaded %s after %.0f s idle", self.prepared.name, keep_alive_s)
+
+
+class Stream:
+    """Text pieces of one streamed generation, handed from the slot's thread to the event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.cancelled = threading.Event()
+
+    def put(self, kind: str, value: Any) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, (kind, value))
+        except RuntimeError:  # the loop has closed: the server is shutting down
+            self.cancelled.set()
+
+    async def events(self) -> AsyncIterator[tuple[str, Any]]:
+        """('text', piece)... then ('done', Outcome, or None when cancelled) or ('error', exception)."""
+        while True:
+            kind, value = await self.queue.get()
+            yield kind, value
+            if kind != "text":
+                return
+
+    def close(self) -> None:
+        self.cancelled.set()
+
+
+def _settle(loop: asyncio.AbstractEventLoop, items: list[Pending], outcomes: list[Outcome] | None = None, exc: BaseException | None = None) -> None:
+    """Hand outcomes (or one exception for all) to the waiting requests, on the event loop's thread."""
+
+    def settle() -> None:
+        for i, item in enumerate(items):
+            if item.future.done():  # the request went away
+                continue
+            if exc is not None:
+                item.future.set_exception(exc)
+            else:
+                item.future.set_result(outcomes[i])
+
+    try:
+        loop.call_soon_threadsafe(settle)
+    except RuntimeError:  # the loop has closed: nobody is waiting any more
+        pass
