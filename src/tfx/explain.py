@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tfx import registry
-from tfx.errors import HubUnreachable, ModelNotFound, NotCached, ServerError, TfxError, UsageError, chain, context_of, first_line
+from tfx.errors import HubUnreachable, ModelNotFound, NotCached, ServerError, TfxError, chain, context_of, first_line
 
 Builder = Callable[[BaseException, dict[str, Any]], TfxError]
 _LOGIN = "log in with `hf auth login` or set HF_TOKEN"
@@ -86,7 +86,7 @@ def _hub_http(exc, ctx) -> TfxError:
 
 def _offline(exc, ctx) -> TfxError:
     if ctx.get("action") == "search":
-        return UsageError(
+        return NotCached(
             "search needs the Hub, and offline mode is on.",
             "Drop --offline / HF_HUB_OFFLINE to search; offline, `tfx models` and `tfx cache ls` list what you have.",
         )
@@ -165,11 +165,11 @@ ERROR_TABLE: tuple[tuple[str, str, Builder], ...] = (
     ("requests", "ConnectionError", _network),
     ("requests", "Timeout", _network),
     ("http", "HTTPException", _network),
-    ("builtins", "OSError", _os_error),
     ("builtins", "MemoryError", _out_of_memory),
     ("builtins", "ConnectionError", _network),
     ("builtins", "TimeoutError", _network),
     ("json", "JSONDecodeError", _bad_model_files),  # a damaged config.json or tokenizer.json
+    ("builtins", "OSError", _os_error),  # after its subclasses (ConnectionError, TimeoutError)
 )
 
 

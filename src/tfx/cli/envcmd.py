@@ -79,11 +79,12 @@ def env_info(probe_devices: bool = True) -> dict[str, Any]:
     from tfx import hub
 
     versions = {}
-    for dist in ("tfx-cli", "torch", "transformers", "tokenizers", "huggingface_hub"):
+    # tfx's own distribution is tfx-cli on PyPI (there, "tfx" is TensorFlow Extended); reported as tfx
+    for name, dist in (("tfx", "tfx-cli"), ("torch", "torch"), ("transformers", "transformers"), ("tokenizers", "tokenizers"), ("huggingface_hub", "huggingface_hub")):
         try:
-            versions[dist] = metadata.version(dist)
+            versions[name] = metadata.version(dist)
         except metadata.PackageNotFoundError:
-            versions[dist] = None
+            versions[name] = None
     scan = hub.scan_cache()
     source = hub.token_source()
     return {
