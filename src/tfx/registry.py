@@ -4,10 +4,8 @@ pick a default model per task and read the family of any other model from its co
 from __future__ import annotations
 
 import difflib
-import json
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from tfx.errors import TaskMismatch, UsageError
 
@@ -63,7 +61,6 @@ _TASK_NAMES = {key: t for t in TASK_TABLE for key in (t.name, t.pipeline_tag)}
 DEFAULT_GENERATE_MODEL = "gpt2"
 DEFAULT_FILL_MASK_MODEL = "bert-base-uncased"
 DEFAULT_SUMMARIZE_MODEL = "facebook/bart-large-cnn"
-SUGGESTED = {t.name: list(t.suggested) for t in TASK_TABLE}
 
 
 def task_info(name: str) -> TaskInfo:
@@ -211,9 +208,3 @@ def family_from_config(config: dict) -> str:
         return ENCODER_DECODER
     return DECODER_ONLY
 
-
-def read_config(path: Path) -> dict:
-    try:
-        return json.loads((path / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}

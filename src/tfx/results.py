@@ -12,17 +12,16 @@ from typing import Any, ClassVar
 class Result:
     output: str = ""
     truncated: bool = False  # the input was longer than the model takes, and was cut
+    always: ClassVar[tuple[str, ...]] = ()  # fields written even when 0 or empty
 
     def record(self) -> dict[str, Any]:
         """The task's fields of a jsonl record (io adds input and model)."""
         out = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in ("output",) or value not in (None, False, 0) or f.name in self.always:
+            if f.name == "output" or f.name in self.always or value not in (None, False, 0):
                 out[f.name] = value
         return out
-
-    always: ClassVar[tuple[str, ...]] = ()
 
     def text(self) -> str:
         return self.output

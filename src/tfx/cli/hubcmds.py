@@ -171,7 +171,9 @@ def pull(
         hub.check_name(name)
         found = hub.find_cached(name, revision)
         if found is not None:
-            _check_task(name, wanted, registry.read_config(found[1]))
+            from tfx.loading import read_json
+
+            _check_task(name, wanted, read_json(found[1] / "config.json"))
             size = sum(m.size for m in hub.cached_models() if m.repo_id == found[0])
             hub.say(f"{name} is already in the cache ({hub.format_size(size)}); nothing to download.")
             print(found[1], flush=True)
