@@ -36,7 +36,7 @@ import pytest
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent
-TINY_MODELS_SOURCE = TESTS_DIR / "tiny_models.py"
+TINY_MODELS_SOURCE = TESTS_DIR / "tiny_models.py"  # the shared training helpers
 
 if str(TESTS_DIR) not in sys.path:  # make `import tiny_models` work from any test module
     sys.path.insert(0, str(TESTS_DIR))
@@ -44,14 +44,37 @@ if str(TESTS_DIR) not in sys.path:  # make `import tiny_models` work from any te
 _VERSIONED_PACKAGES = ("torch", "transformers", "tokenizers", "sentencepiece", "huggingface_hub", "safetensors")
 
 
-def _tiny_models_hash() -> str:
-    h = hashlib.sha256(TINY_MODELS_SOURCE.read_bytes())
+#: Every module that builds tiny models: tests/tiny_*.py, each with REPOS (role -> repo ids) and
+#: build_all(cache_dir, roles=None). Each is built into a folder of its own, keyed by its source (and
+#: tiny_models.py's, the shared training helpers) and the library versions, so changing one module
+#: rebuilds only its models; the hub cache the tests see is assembled from them with hard links.
+BUILDER_MODULES = tuple(sorted(p.stem for p in TESTS_DIR.glob("tiny_*.py")))
+
+
+def _versions_hash(h) -> None:
     for pkg in _VERSIONED_PACKAGES:
         try:
             version = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             version = "missing"
         h.update(f"\n{pkg}=={version}".encode())
+
+
+def _module_hash(stem: str) -> str:
+    h = hashlib.sha256(TINY_MODELS_SOURCE.read_bytes())
+    if stem != "tiny_models":
+        h.update((TESTS_DIR / f"{stem}.py").read_bytes())
+    _versions_hash(h)
+    return h.hexdigest()[:16]
+
+
+MODULE_HASHES = {stem: _module_hash(stem) for stem in BUILDER_MODULES}
+
+
+def _tiny_models_hash() -> str:
+    h = hashlib.sha256()
+    for stem, digest in MODULE_HASHES.items():
+        h.update(f"{stem}={digest}\n".encode())
     return h.hexdigest()[:16]
 
 
@@ -111,11 +134,43 @@ def _ensure_gitignored(root: Path) -> None:
         (root / ".gitignore").write_text("*\n")
 
 
+def _module_dir(stem: str) -> Path:
+    return TINY_MODELS_ROOT / f"{stem}-{MODULE_HASHES[stem]}"
+
+
+def _build_module(stem: str) -> Path:
+    """One builder module's models, in their own folder (built unless there). Call with the lock held."""
+    final = _module_dir(stem)
+    if (final / "hub").is_dir():
+        return final / "hub"
+    import importlib
+
+    module = importlib.import_module(stem)
+    tmp = Path(tempfile.mkdtemp(prefix=f"tmp-{final.name}-", dir=TINY_MODELS_ROOT))
+    try:
+        t0 = time.perf_counter()
+        timings = module.build_all(tmp / "hub")
+        info = {
+            "seconds": round(time.perf_counter() - t0, 2),
+            "per_role": {k: round(v, 2) for k, v in timings.items()},
+            "versions": {p: _version(p) for p in _VERSIONED_PACKAGES},
+        }
+        (tmp / "build.json").write_text(json.dumps(info, indent=2))
+        if final.exists():  # a leftover without hub/: replace it
+            shutil.rmtree(final)
+        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
+        os.rename(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final / "hub"
+
+
 def build_tiny_models_cached() -> Path:
     """Build the tiny models into ``HUB_CACHE_DIR`` unless already there; return it.
 
-    Safe against concurrent pytest processes (``fcntl.flock`` on a lock file) and against
-    interrupted builds (build in a temporary sibling directory, then atomic rename).
+    Each builder module is built into its own folder (only when its source changed); the hub cache is
+    then assembled from them with hard links (snapshot symlinks kept). Safe against concurrent pytest
+    processes (``fcntl.flock`` on a lock file) and interrupted builds (temporary sibling, then rename).
     """
     if HUB_CACHE_DIR.is_dir():
         return HUB_CACHE_DIR
@@ -125,21 +180,16 @@ def build_tiny_models_cached() -> Path:
         try:
             if HUB_CACHE_DIR.is_dir():  # built by another process while we waited
                 return HUB_CACHE_DIR
-            import tiny_models
-
+            parts = [_build_module(stem) for stem in BUILDER_MODULES]
             tmp = Path(tempfile.mkdtemp(prefix=f"tmp-{TINY_MODELS_DIR.name}-", dir=TINY_MODELS_ROOT))
             try:
-                t0 = time.perf_counter()
-                timings = tiny_models.build_all(tmp / "hub")
-                info = {
-                    "seconds": round(time.perf_counter() - t0, 2),
-                    "per_role": {k: round(v, 2) for k, v in timings.items()},
-                    "versions": {p: _version(p) for p in _VERSIONED_PACKAGES},
-                }
-                (tmp / "build.json").write_text(json.dumps(info, indent=2))
-                if TINY_MODELS_DIR.exists():  # e.g. a leftover without hub/: replace it
+                for part in parts:
+                    for repo in sorted(part.iterdir()):
+                        shutil.copytree(repo, tmp / "hub" / repo.name, symlinks=True, copy_function=os.link)
+                (tmp / "modules.json").write_text(json.dumps(MODULE_HASHES, indent=2))
+                if TINY_MODELS_DIR.exists():
                     shutil.rmtree(TINY_MODELS_DIR)
-                os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
+                os.chmod(tmp, 0o755)
                 os.rename(tmp, TINY_MODELS_DIR)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -150,10 +200,11 @@ def build_tiny_models_cached() -> Path:
 
 
 def _prune_stale_builds(max_age_s: float = 3600) -> None:
-    """Remove builds for older versions of tiny_models.py and leftovers of crashed builds."""
+    """Remove builds for older versions of the builder modules and leftovers of crashed builds."""
+    keep = {TINY_MODELS_DIR, *(_module_dir(stem) for stem in BUILDER_MODULES)}
     now = time.time()
     for entry in TINY_MODELS_ROOT.iterdir():
-        if entry == TINY_MODELS_DIR or not entry.is_dir():
+        if entry in keep or not entry.is_dir():
             continue
         try:
             if now - entry.stat().st_mtime > max_age_s:

@@ -123,7 +123,7 @@ def test_encoder_decoder_generate_is_text_to_text(tfx_env):
         (["-n", "2"], "--do-sample"),
         (["--format", "xml"], "unknown --format"),
         (["--device", "tpu"], "unknown device"),
-        (["--engine", "ct2"], "unknown --engine"),
+        (["--engine", "spark"], "unknown --engine"),
     ],
 )
 def test_invalid_values_are_usage_errors(tfx_env, args, needle):

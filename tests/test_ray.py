@@ -244,3 +244,16 @@ def test_usage_errors_before_any_cluster(env, tmp_path):
     pytest.importorskip("ray")
     assert_clean_error(tfx("fill-mask", "--engine", "ray", "--input", str(src), "--output", str(tmp_path / "full"), env=env), 2, "not empty")
     assert_clean_error(tfx("fill-mask", "--engine", "ray", "--input", str(tmp_path / "nothing-*.txt"), "--output", str(tmp_path / "o"), env=env), 1, "matches no files")
+
+
+def test_embed_same_records_as_local(env, cluster, tmp_path):
+    import tiny_retrieval as tr
+
+    src = write_lines(tmp_path / "docs.txt", (tr.FAQ_DOCS + [q for q, _ in tr.FAQ]) * 30)
+    args = ["embed", "-m", "tfx-test/tiny-minilm", "--dimensions", "32", "--input", str(src)]
+    expected, _, code = local(env, *args)
+    assert code == 0
+    out = tmp_path / "out"
+    r = tfx(*args, "--engine", "ray", "--ray-address", cluster, "--output", str(out), env=env, timeout=180)
+    assert r.code == 0, r.err
+    assert ray_output(out) == expected

@@ -78,7 +78,7 @@ class Server:
             conn.close()
 
     def health(self) -> dict:
-        status, _, data = self.request("GET", "/health", key=None)
+        status, _, data = self.request("GET", "/health")  # with the key: the details (without: only the status)
         assert status == 200
         return data
 

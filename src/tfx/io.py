@@ -17,7 +17,11 @@ from tfx.results import Result
 
 # Fields tfx writes into a jsonl record. A passed-through input field of the same name would be overwritten
 # (or make a good record look failed), so such a record is refused with a message naming the field.
-RESERVED_FIELDS = ("input", "output", "outputs", "model", "error", "predictions", "generated_tokens", "truncated")
+RESERVED_FIELDS = ("input", "output", "outputs", "model", "error", "predictions", "generated_tokens", "truncated", "dropped_tokens", "dropped_chars")
+# The longest input line read as a record (bytes, without its newline). A longer line is that line's error
+# record, skipped in 1 MiB reads without being held: a 100 MB line costs a few MiB of memory, not the tens
+# of GB that tokenizing it whole would. 32 MiB holds a long book (War and Peace is 3.2 MB).
+MAX_LINE_BYTES = 32 << 20
 
 
 @dataclass
@@ -28,23 +32,48 @@ class Record:
     extra: dict[str, Any] = field(default_factory=dict)  # JSONL pass-through fields
     error: str | None = None  # why this record cannot be processed, if it cannot
     kind: str = "line"  # "line" for stdin and files, "argument" for command-line texts
+    pair: str | None = None  # a second input (qa: the record's own context)
+    size: int = 0  # bytes read for it (0: not known, its text's length stands in)
 
     @property
     def where(self) -> str:
         return f"{self.kind} {self.line}"
 
+    @property
+    def held(self) -> int:
+        """About how much memory the record holds, for the read-ahead bounds."""
+        return self.size or len(self.text) + len(self.pair or "")
 
-def read_records(args: list[str], input_path: str | None, input_format: str, stdin: IO[bytes] | None = None) -> Iterator[Record]:
+    @property
+    def input(self) -> str | tuple[str, str]:
+        """What the task runs on: the text, or (text, pair) when the record has a second input."""
+        return self.text if self.pair is None else (self.text, self.pair)
+
+
+@dataclass(frozen=True)
+class Fields:
+    """Which JSONL fields a task reads: its input ("text" always works too), an optional second input
+    (qa: "context"), and the fields it writes itself (a passed-through field of that name is refused)."""
+
+    input: str = "text"
+    pair: str | None = None
+    reserved: tuple[str, ...] = RESERVED_FIELDS
+
+
+TEXT_FIELDS = Fields()
+
+
+def read_records(args: list[str], input_path: str | None, input_format: str, stdin: IO[bytes] | None = None, fields: Fields = TEXT_FIELDS) -> Iterator[Record]:
     """Each argument is a record; with none (or '-'), each stdin line is; --input reads a file."""
     if input_path is not None:
-        yield from _lines(_open_input(input_path), input_format, close=True)
+        yield from _lines(_open_input(input_path), input_format, close=True, fields=fields)
     elif args and args != ["-"]:
         for i, arg in enumerate(args):
-            record = _parse(i, i + 1, arg, input_format)
+            record = _parse(i, i + 1, arg, input_format, fields)
             record.kind = "argument"
             yield record
     else:
-        yield from _lines(stdin or sys.stdin.buffer, input_format)
+        yield from _lines(stdin or sys.stdin.buffer, input_format, fields=fields)
 
 
 def _open_input(path: str) -> IO[bytes]:
@@ -77,9 +106,12 @@ def input_size(path: str | None) -> int | None:
         return None
 
 
-def _lines(stream: IO[bytes], input_format: str, close: bool = False) -> Iterator[Record]:
+def _lines(stream: IO[bytes], input_format: str, close: bool = False, fields: Fields = TEXT_FIELDS) -> Iterator[Record]:
     try:
-        for i, raw in enumerate(stream):
+        for i, (raw, size) in enumerate(_raw_lines(stream, MAX_LINE_BYTES)):
+            if raw is None:
+                yield Record(i, i + 1, "", error=f"the line is {size:,} bytes, over tfx's limit of {MAX_LINE_BYTES >> 20} MiB for one record; split it", size=size)
+                continue
             line = raw[:-1] if raw.endswith(b"\n") else raw
             if line.endswith(b"\r"):
                 line = line[:-1]
@@ -87,17 +119,76 @@ def _lines(stream: IO[bytes], input_format: str, close: bool = False) -> Iterato
                 text = line.decode("utf-8")
             except UnicodeDecodeError as exc:
                 # The record fails, but keeps what it can (a JSONL line's id) so it can still be joined back.
-                record = _parse(i, i + 1, line.decode("utf-8", "replace"), input_format)
+                record = _parse(i, i + 1, line.decode("utf-8", "replace"), input_format, fields)
                 record.error = f"invalid UTF-8 at byte {exc.start}"
+                record.size = size
                 yield record
                 continue
-            yield _parse(i, i + 1, text, input_format)
+            record = _parse(i, i + 1, text, input_format, fields)
+            record.size = size
+            yield record
     finally:
         if close:
             stream.close()
 
 
-def _parse(index: int, line: int, text: str, input_format: str) -> Record:
+def _raw_lines(stream: IO[bytes], cap: int) -> Iterator[tuple[bytes | None, int]]:
+    """Each line's bytes (newline included) and size; (None, size) for a line over `cap` bytes, read past
+    in 1 MiB pieces rather than held."""
+    while True:
+        raw = stream.readline(cap + 1)
+        if not raw:
+            return
+        if len(raw) <= cap or raw.endswith(b"\n"):
+            yield raw, len(raw)
+            continue
+        size = len(raw)
+        while True:
+            more = stream.readline(1 << 20)
+            size += len(more)
+            if not more or more.endswith(b"\n"):
+                break
+        yield None, size
+
+
+class ReadAhead:
+    """A queue between the reading thread and the pipeline, bounded in items and in bytes: put blocks
+    while either bound is reached (one item is always let in, however large). get/empty as queue.Queue."""
+
+    def __init__(self, max_items: int, max_bytes: int):
+        import collections
+        import threading
+
+        self.max_items, self.max_bytes = max_items, max_bytes
+        self.items: collections.deque = collections.deque()
+        self.bytes = 0
+        self.cond = threading.Condition()
+
+    def put(self, item: Any, size: int = 0) -> None:
+        with self.cond:
+            while self.items and (len(self.items) >= self.max_items or self.bytes + size > self.max_bytes):
+                self.cond.wait()
+            self.items.append((item, size))
+            self.bytes += size
+            self.cond.notify_all()
+
+    def get(self, timeout: float | None = None) -> Any:
+        import queue
+
+        with self.cond:
+            if not self.cond.wait_for(lambda: self.items, timeout):
+                raise queue.Empty
+            item, size = self.items.popleft()
+            self.bytes -= size
+            self.cond.notify_all()
+            return item
+
+    def empty(self) -> bool:
+        with self.cond:
+            return not self.items
+
+
+def _parse(index: int, line: int, text: str, input_format: str, fields: Fields = TEXT_FIELDS) -> Record:
     if input_format != "jsonl" or not text.strip():
         return Record(index, line, text)
     try:
@@ -107,14 +198,18 @@ def _parse(index: int, line: int, text: str, input_format: str) -> Record:
         return Record(index, line, text, error=f"invalid JSON ({why})")
     if not isinstance(obj, dict):
         return Record(index, line, text, error='a JSONL record must be an object with a "text" field')
-    value = obj.pop("text", None)
+    value = obj.pop(fields.input, None) if fields.input in obj else obj.pop("text", None)
     if not isinstance(value, str):
-        return Record(index, line, text, extra=obj, error='no "text" field (a string) in the JSON object')
-    clash = [k for k in RESERVED_FIELDS if k in obj]
+        named = f'"{fields.input}" (or "text")' if fields.input != "text" else '"text"'
+        return Record(index, line, text, extra=obj, error=f"no {named} field (a string) in the JSON object")
+    pair = obj.pop(fields.pair, None) if fields.pair else None
+    if pair is not None and not isinstance(pair, str):
+        return Record(index, line, value, extra=obj, error=f'field "{fields.pair}" must be a string')
+    clash = [k for k in fields.reserved if k in obj]
     if clash:
-        return Record(index, line, value, extra={k: v for k, v in obj.items() if k not in clash},
+        return Record(index, line, value, extra={k: v for k, v in obj.items() if k not in clash}, pair=pair,
                       error=f'field "{clash[0]}" is one tfx writes itself; rename it (other fields are passed through)')  # fmt: skip
-    return Record(index, line, value, extra=obj)
+    return Record(index, line, value, extra=obj, pair=pair)
 
 
 def _no_constant(name: str):
@@ -148,7 +243,7 @@ class Writer:
             print(f"tfx: {record.where}: {error}", file=self.err or sys.stderr)
         rows = result.table() if self.table and result is not None and error is None else None
         if rows is not None:
-            print_table(["mask", "rank", "token", "score"], [list(r) for r in rows], title=record.text, out=self.out, force_table=True)
+            print_table(list(result.columns), [list(r) for r in rows], title=record.text, out=self.out, force_table=True)
             return
         self.out.write(self.render(record, result, error))
         if flush:
@@ -183,6 +278,9 @@ class Writer:
 
     def stream_end(self, record: Record, result: Result | None) -> None:
         self.stream_text("\n")
+
+    def finish(self) -> None:
+        """After the last record: a writer that holds records back (rank sorts its lines) writes them."""
 
 
 def write_lines(lines: Iterable[str], out: IO[str] | None = None) -> None:

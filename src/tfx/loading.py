@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -30,6 +31,7 @@ class Prepared:
     config: dict[str, Any]  # config.json as written
     generation_defaults: dict[str, Any]  # generation_config.json as written ({} when absent)
     family: str
+    variant: str | None = None  # classify --labels: "zero-shot"; rank --cross-encoder: "cross-encoder"
 
     @property
     def name(self) -> str:
@@ -41,19 +43,21 @@ class Prepared:
 
     @property
     def auto_class(self) -> str:
-        return registry.auto_class(self.task, self.family)
+        return registry.auto_class(self.task, self.family, self.variant)
 
 
-def prepare(name: str, task: str, settings: Settings | None = None, revision: str | None = None, download: bool = True) -> Prepared:
-    """Resolve, read the configs, check the task and the settings: everything short of loading weights."""
-    resolved = hub.resolve(name, revision, download=download)
+def prepare(name: str, task: str, settings: Settings | None = None, revision: str | None = None, download: bool = True, local_dirs: bool = True, variant: str | None = None) -> Prepared:
+    """Resolve, read the configs, check the task and the settings: everything short of loading weights.
+    local_dirs=False: name is a Hub id, never a directory (hub.resolve)."""
+    resolved = hub.resolve(name, revision, download=download, local_dirs=local_dirs)
     config = read_json(resolved.path / "config.json")
     family = registry.family_of(resolved.info, config)
-    registry.check_task(resolved.name, task, family, config.get("model_type", ""))
+    variant = settings.variant() if settings is not None else variant  # the server: the request's variant
+    registry.check_model(resolved.name, task, family, config, variant)
     generation = read_json(resolved.path / "generation_config.json")
     if settings is not None:
         settings.validate(generation)
-    return Prepared(resolved, task, config, generation, family)
+    return Prepared(resolved, task, config, generation, family, variant)
 
 
 def read_json(path: Path) -> dict:
@@ -83,15 +87,22 @@ class Loaded:
 
     @property
     def model(self) -> Any:
-        if self._model is None:
-            self._model = self._load_model()
+        with BUILDING:
+            if self._model is None:
+                self._model = self._load_model()
         return self._model
 
     @property
     def tokenizer(self) -> Any:
-        if self._tokenizer is None:
-            self._tokenizer = self._load_tokenizer()
+        with BUILDING:
+            if self._tokenizer is None:
+                self._tokenizer = self._load_tokenizer()
         return self._tokenizer
+
+
+# transformers builds models and imports its lazy modules in ways two threads must not do at once (the
+# server loads each model on its own thread): one model or tokenizer is built at a time.
+BUILDING = threading.RLock()
 
 
 def load(prepared: Prepared, device: str, dtype: Any, trust_remote_code: bool = False, verbose: bool = False, fast: bool = True) -> Loaded:
@@ -128,6 +139,11 @@ def check_remote_code(prepared: Prepared, trust_remote_code: bool) -> None:
         raise TfxError(f"{prepared.name} runs custom code from its repository.", "Read that code, then pass --trust-remote-code to allow it.")
 
 
+def load_tokenizer(prepared: Prepared, trust_remote_code: bool = False, verbose: bool = False):
+    """transformers' tokenizer alone, without the model (the server renders chat templates with it)."""
+    return _load_tokenizer(prepared, trust_remote_code, verbose)
+
+
 def _load_tokenizer(prepared: Prepared, trust_remote_code: bool, verbose: bool):
     import transformers
 
@@ -142,6 +158,8 @@ def _load_model(prepared: Prepared, device: str, dtype: Any, trust_remote_code: 
 
     quiet_libraries(verbose)
     check_remote_code(prepared, trust_remote_code)
+    if prepared.auto_class in (registry.SENTENCE_TRANSFORMER, registry.CROSS_ENCODER):
+        return _load_sentence_model(prepared, device, dtype, trust_remote_code, verbose)
     auto_class = getattr(transformers, prepared.auto_class)
     try:
         with about(model=prepared.name):
@@ -149,6 +167,19 @@ def _load_model(prepared: Prepared, device: str, dtype: Any, trust_remote_code: 
     except ValueError as exc:  # the Auto class has no head of this kind for the model's config class
         raise TaskMismatch(f"{prepared.name} cannot be loaded for {prepared.task} ({prepared.auto_class}): {first_line(exc)}", "Check the model name and task.") from None
     model.to(device)
+    model.eval()
+    return model
+
+
+def _load_sentence_model(prepared: Prepared, device: str, dtype: Any, trust_remote_code: bool, verbose: bool):
+    """embed and rank: sentence-transformers' SentenceTransformer (its modules.json decides pooling and
+    normalisation; a plain transformers model gets mean pooling) or CrossEncoder, from the local snapshot."""
+    import sentence_transformers
+
+    logging.getLogger("sentence_transformers").setLevel(logging.INFO if verbose else logging.ERROR)
+    cls = getattr(sentence_transformers, prepared.auto_class)
+    with about(model=prepared.name):
+        model = cls(str(prepared.resolved.path), device=device, trust_remote_code=trust_remote_code, local_files_only=True, model_kwargs={"dtype": dtype})
     model.eval()
     return model
 

@@ -22,9 +22,15 @@ AUTO_CLASS = {
 
 # The seed document's "How to choose", one line per family.
 FAMILY_GUIDE = {
-    ENCODER_ONLY: "understanding: classification, NER, filling in masked words",
+    ENCODER_ONLY: "understanding: classification, NER, extractive QA, sentence similarity, masked words",
     DECODER_ONLY: "generation: continuing a prompt token by token",
     ENCODER_DECODER: "sequence-to-sequence: translation, summarisation, text-to-text",
+}
+# The commands that do each family's job (`tfx models` prints them beside the guide).
+FAMILY_COMMANDS = {
+    ENCODER_ONLY: "tfx classify, ner, qa, embed, rank, fill-mask",
+    DECODER_ONLY: "tfx generate",
+    ENCODER_DECODER: "tfx translate, summarize (and classify --labels with an NLI model)",
 }
 
 DEFAULT_T5_TRANSLATE_MODEL = "t5-small"
@@ -37,7 +43,8 @@ MLM_SEQ2SEQ = frozenset({"bart", "mbart"})
 @dataclass(frozen=True)
 class TaskInfo:
     """Everything tfx knows about one task, in one place: which families can do it, the Hub's pipeline
-    tag for it, the default and suggested models, and what to say when a model cannot."""
+    tag for it, the default and suggested models, what to say when a model cannot, the head a model
+    needs for it and the class that loads it."""
 
     name: str
     families: tuple[str, ...]
@@ -47,16 +54,59 @@ class TaskInfo:
     cannot: str  # "<model> is a <family> model and <cannot>"
     needs: str  # the family to suggest instead
     generative: bool  # runs model.generate (generation settings apply)
+    head: str | None = None  # the architecture suffix a fine-tuned model of this task has (None: any)
+    auto_class: str | None = None  # what loads it (None: the family's own head, AUTO_CLASS)
+    input_field: str = "text"  # the JSONL field that holds the input ("text" is always accepted too)
+    pair_field: str | None = None  # a second input per record (qa: the context)
 
+
+@dataclass(frozen=True)
+class Variant:
+    """A task run another way by a setting (classify --labels: zero-shot; rank --cross-encoder)."""
+
+    default_model: str
+    suggested: tuple[str, ...]
+    head: str | None
+    auto_class: str
+    about: str  # what the variant needs, for the message when a model has no such head
+
+
+SEQ_CLS = "ForSequenceClassification"
+SENTENCE_TRANSFORMER = "SentenceTransformer"  # loaded through sentence-transformers, not an Auto class
+CROSS_ENCODER = "CrossEncoder"
 
 TASK_TABLE: tuple[TaskInfo, ...] = (
     TaskInfo("generate", (DECODER_ONLY, ENCODER_DECODER), "text-generation", "gpt2", ("gpt2", "distilgpt2"), "cannot generate text", DECODER_ONLY, True),
     TaskInfo("fill-mask", (ENCODER_ONLY,), "fill-mask", "bert-base-uncased", ("bert-base-uncased", "roberta-base"), "has no masked-LM head", ENCODER_ONLY, False),
     TaskInfo("translate", (ENCODER_DECODER,), "translation", DEFAULT_T5_TRANSLATE_MODEL, ("t5-small", "Helsinki-NLP/opus-mt-en-de"), "cannot translate", ENCODER_DECODER, True),
     TaskInfo("summarize", (ENCODER_DECODER,), "summarization", "facebook/bart-large-cnn", ("facebook/bart-large-cnn", "t5-small"), "cannot summarise", ENCODER_DECODER, True),
+    TaskInfo("classify", (ENCODER_ONLY, ENCODER_DECODER), "text-classification", "distilbert/distilbert-base-uncased-finetuned-sst-2-english",
+             ("distilbert/distilbert-base-uncased-finetuned-sst-2-english", "j-hartmann/emotion-english-distilroberta-base"),
+             "has no sequence-classification head", ENCODER_ONLY, False, SEQ_CLS, "AutoModelForSequenceClassification"),
+    TaskInfo("ner", (ENCODER_ONLY,), "token-classification", "dslim/bert-base-NER", ("dslim/bert-base-NER",),
+             "has no token-classification head", ENCODER_ONLY, False, "ForTokenClassification", "AutoModelForTokenClassification"),
+    TaskInfo("qa", (ENCODER_ONLY,), "question-answering", "distilbert/distilbert-base-cased-distilled-squad",
+             ("distilbert/distilbert-base-cased-distilled-squad",), "has no question-answering head", ENCODER_ONLY, False,
+             "ForQuestionAnswering", "AutoModelForQuestionAnswering", "question", "context"),
+    TaskInfo("embed", (ENCODER_ONLY, DECODER_ONLY), "feature-extraction", "sentence-transformers/all-MiniLM-L6-v2",
+             ("sentence-transformers/all-MiniLM-L6-v2",), "cannot embed sentences", ENCODER_ONLY, False, None, SENTENCE_TRANSFORMER),
+    TaskInfo("rank", (ENCODER_ONLY, DECODER_ONLY), "sentence-similarity", "sentence-transformers/all-MiniLM-L6-v2",
+             ("sentence-transformers/all-MiniLM-L6-v2", "cross-encoder/ms-marco-MiniLM-L6-v2"), "cannot rank sentences",
+             ENCODER_ONLY, False, None, SENTENCE_TRANSFORMER),
 )  # fmt: skip
 TASKS: tuple[str, ...] = tuple(t.name for t in TASK_TABLE)
 _TASK_NAMES = {key: t for t in TASK_TABLE for key in (t.name, t.pipeline_tag)}
+_TASK_NAMES["zero-shot-classification"] = _TASK_NAMES["classify"]
+_TASK_NAMES["text-ranking"] = _TASK_NAMES["rank"]
+
+ZERO_SHOT_MODEL = "facebook/bart-large-mnli"
+CROSS_ENCODER_MODEL = "cross-encoder/ms-marco-MiniLM-L6-v2"
+VARIANTS: dict[tuple[str, str], Variant] = {
+    ("classify", "zero-shot"): Variant(ZERO_SHOT_MODEL, (ZERO_SHOT_MODEL,), SEQ_CLS, "AutoModelForSequenceClassification",
+                                       "an NLI model (with an entailment label)"),
+    ("rank", "cross-encoder"): Variant(CROSS_ENCODER_MODEL, (CROSS_ENCODER_MODEL,), SEQ_CLS, CROSS_ENCODER,
+                                       "a cross-encoder (a sequence-classification head scoring query-document pairs)"),
+}  # fmt: skip
 
 DEFAULT_GENERATE_MODEL = "gpt2"
 DEFAULT_FILL_MASK_MODEL = "bert-base-uncased"
@@ -81,12 +131,59 @@ def tasks_for(family: str, model_type: str = "") -> tuple[str, ...]:
     return tuple(own + [t.name for t in TASK_TABLE if t.name not in own and can_do(t.name, family, model_type)])
 
 
-def auto_class(task: str, family: str) -> str:
-    """The Auto class that loads the head a task runs. An encoder-decoder always loads its seq2seq head:
-    BART's fill-mask is that same head, so one loaded model serves both tasks."""
+def auto_class(task: str, family: str, variant: str | None = None) -> str:
+    """The class that loads the head a task runs. An encoder-decoder always loads its seq2seq head for
+    the generative tasks and fill-mask: BART's fill-mask is that same head, so one loaded model serves both."""
+    if variant is not None:
+        return VARIANTS[(task, variant)].auto_class
+    info = task_info(task)
+    if info.auto_class is not None:
+        return info.auto_class
     if family == ENCODER_DECODER:
         return AUTO_CLASS[ENCODER_DECODER]
     return AUTO_CLASS[ENCODER_ONLY] if task == "fill-mask" else AUTO_CLASS[DECODER_ONLY]
+
+
+def tasks_for_class(loader: str) -> tuple[str, ...]:
+    """The tasks a model loaded with this class serves (the server's /v1/models lists them)."""
+    by_head = {
+        AUTO_CLASS[DECODER_ONLY]: ("generate",),
+        AUTO_CLASS[ENCODER_ONLY]: ("fill-mask",),
+        AUTO_CLASS[ENCODER_DECODER]: ("translate", "summarize", "generate", "fill-mask"),
+        CROSS_ENCODER: ("rank",),
+    }
+    found = by_head.get(loader, ())
+    found += tuple(t.name for t in TASK_TABLE if t.auto_class == loader and t.name not in found)
+    return found
+
+
+def natural_tasks(config: dict, sentence_transformer: bool = False) -> tuple[str, ...]:
+    """The tasks to try, in order, when a model is loaded without a task (tfx serve -m): the task its
+    fine-tuned head was trained for first (a classifier is not a masked LM with a new head), a
+    sentence-transformers model as an embedder, then the family's own tasks."""
+    archs = [a for a in config.get("architectures") or [] if isinstance(a, str)]
+    first = ["embed"] if sentence_transformer else []
+    first += [t.name for t in TASK_TABLE if t.head and any(a.endswith(t.head) for a in archs)]
+    rest = [t.name for t in TASK_TABLE if t.head is None and t.name not in ("embed", "rank")]
+    return tuple(dict.fromkeys(first + rest + ["embed"]))
+
+
+def check_model(name: str, task: str, family: str, config: dict, variant: str | None = None) -> None:
+    """The family check, then the head: a base model (BertForMaskedLM) given to classify would run with an
+    untrained head and print confident nonsense, so it fails here, in milliseconds, with a suggestion."""
+    check_task(name, task, family, config.get("model_type", ""))
+    info = task_info(task)
+    head, suggested, needs = info.head, info.suggested, f"a model fine-tuned for {task}"
+    if variant is not None:
+        v = VARIANTS[(task, variant)]
+        head, suggested, needs = v.head, v.suggested, v.about
+    archs = [a for a in config.get("architectures") or [] if isinstance(a, str)]
+    if head is None or not archs or any(a.endswith(head) for a in archs):
+        return
+    raise TaskMismatch(
+        f"{name} is {_a(family)} {family} model ({archs[0]}) and {info.cannot}: {task} would run it with an untrained head.",
+        f"{task} needs {needs}, e.g. {' or '.join(suggested)}.",
+    )
 
 
 def check_task(name: str, task: str, family: str, model_type: str = "") -> None:
@@ -147,6 +244,13 @@ MODELS: tuple[ModelInfo, ...] = (
     _m("t5-large", "google-t5/t5-large", ENCODER_DECODER, _T5, 737_668_096, "T5 large"),
     _m("facebook/bart-large", "facebook/bart-large", ENCODER_DECODER, ("fill-mask", "generate"), 406_291_456, "BART large, pretrained denoiser (fills <mask> spans)"),
     _m("facebook/bart-large-cnn", "facebook/bart-large-cnn", ENCODER_DECODER, ("summarize",), 406_290_432, "BART large fine-tuned on CNN/DailyMail news summaries"),
+    _m("distilbert/distilbert-base-uncased-finetuned-sst-2-english", "distilbert/distilbert-base-uncased-finetuned-sst-2-english", ENCODER_ONLY, ("classify",), 66_955_010, "DistilBERT fine-tuned on SST-2: positive / negative sentiment"),
+    _m("j-hartmann/emotion-english-distilroberta-base", "j-hartmann/emotion-english-distilroberta-base", ENCODER_ONLY, ("classify",), 82_123_783, "DistilRoBERTa: Ekman's 6 emotions + neutral"),
+    _m("dslim/bert-base-NER", "dslim/bert-base-NER", ENCODER_ONLY, ("ner",), 107_726_601, "BERT base fine-tuned on CoNLL-2003: PER, ORG, LOC, MISC"),
+    _m("distilbert/distilbert-base-cased-distilled-squad", "distilbert/distilbert-base-cased-distilled-squad", ENCODER_ONLY, ("qa",), 65_192_450, "DistilBERT fine-tuned on SQuAD: extractive answers"),
+    _m("sentence-transformers/all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", ENCODER_ONLY, ("embed", "rank"), 22_713_216, "MiniLM sentence embeddings (384 dimensions), for search and similarity"),
+    _m("cross-encoder/ms-marco-MiniLM-L6-v2", "cross-encoder/ms-marco-MiniLM-L6-v2", ENCODER_ONLY, ("rank",), 22_713_601, "MiniLM cross-encoder trained on MS MARCO: reranks query-passage pairs"),
+    _m("facebook/bart-large-mnli", "facebook/bart-large-mnli", ENCODER_DECODER, ("classify",), 407_344_133, "BART large fine-tuned on MNLI: zero-shot classification (classify --labels)"),
     _m("Helsinki-NLP/opus-mt-en-de", "Helsinki-NLP/opus-mt-en-de", ENCODER_DECODER, ("translate",), 73_886_208, "Marian, one model per language pair (opus-mt-{from}-{to})"),
     _m("facebook/nllb-200-distilled-600M", "facebook/nllb-200-distilled-600M", ENCODER_DECODER, ("translate",), 615_073_792, "NLLB-200: 200 languages in one model"),
     _m("facebook/m2m100_418M", "facebook/m2m100_418M", ENCODER_DECODER, ("translate",), 483_905_536, "M2M100: any-to-any among 100 languages"),
@@ -170,8 +274,10 @@ def opus_mt_pair(name: str) -> tuple[str, str] | None:
     return (match.group(1), match.group(2)) if match else None
 
 
-def default_model(task: str, src: str = "en", tgt: str | None = None) -> str:
+def default_model(task: str, src: str = "en", tgt: str | None = None, variant: str | None = None) -> str:
     """The model a task runs when none is named; translate picks T5 for its trained pairs, else Marian."""
+    if variant is not None:
+        return VARIANTS[(task, variant)].default_model
     if task != "translate":
         return task_info(task).default_model
     if (src, tgt) in T5_PAIRS or tgt is None:
@@ -202,7 +308,7 @@ def family_from_config(config: dict) -> str:
         if arch.endswith("ForConditionalGeneration"):
             return ENCODER_DECODER
     model_type = config.get("model_type", "")
-    if model_type in {"bert", "roberta", "distilbert", "albert", "electra", "xlm-roberta", "deberta", "deberta-v2", "camembert"}:
+    if model_type in {"bert", "roberta", "distilbert", "albert", "electra", "xlm-roberta", "deberta", "deberta-v2", "camembert", "mpnet", "modernbert"}:
         return ENCODER_ONLY
     if model_type in {"t5", "bart", "marian", "mbart", "m2m_100", "nllb", "pegasus", "mt5", "fsmt"}:
         return ENCODER_DECODER

@@ -12,7 +12,12 @@ from typing import Any, ClassVar
 class Result:
     output: str = ""
     truncated: bool = False  # the input was longer than the model takes, and was cut
+    # How much was cut (tasks and the pipeline set them; the pipeline reports them on stderr, naming the
+    # record). Keyword-only, so every result's own fields keep their positions.
+    dropped_tokens: int = field(default=0, kw_only=True)  # tokens cut off after tokenizing
+    dropped_chars: int = field(default=0, kw_only=True)  # characters cut off before tokenizing (pipeline.clip)
     always: ClassVar[tuple[str, ...]] = ()  # fields written even when 0 or empty
+    columns: ClassVar[tuple[str, ...]] = ()  # the header of `table()`'s rows
 
     def record(self) -> dict[str, Any]:
         """The task's fields of a jsonl record (io adds input and model)."""
@@ -57,6 +62,7 @@ class GenerateResult(Result):
 
 @dataclass
 class FillMaskResult(Result):
+    columns: ClassVar[tuple[str, ...]] = ("mask", "rank", "token", "score")
     predictions: list[list[dict[str, Any]]] = field(default_factory=list)  # per mask: token, score, token_id
     listing: bool = False  # --top-k was asked: show the candidates, not the sentence
 
@@ -84,6 +90,8 @@ class FillMaskResult(Result):
 @dataclass
 class Seq2SeqResult(Result):
     generated_tokens: int = 0
+    chunks: int = 0  # summarize: the input was longer than the model's context, summarised in this many parts
+    cut_sentences: int = 0  # translate: sentences longer than the model's context, cut at token boundaries
     always: ClassVar[tuple[str, ...]] = ("generated_tokens",)
 
     @property
@@ -105,11 +113,114 @@ class TextChunk:
     text: str
 
 
+@dataclass
+class ClassifyResult(Result):
+    """output: the best label; labels: [{"label", "score"}], best first (top-k of them)."""
+
+    labels: list[dict[str, Any]] = field(default_factory=list)
+    always: ClassVar[tuple[str, ...]] = ("labels",)
+    columns: ClassVar[tuple[str, ...]] = ("rank", "label", "score")
+
+    def text(self) -> str:
+        return "\t".join(f"{c['label']}\t{c['score']:.4f}" for c in self.labels)
+
+    def table(self) -> list[tuple[str, ...]] | None:
+        return [(str(r), c["label"], f"{c['score']:.4f}") for r, c in enumerate(self.labels, 1)]
+
+
+@dataclass
+class NerResult(Result):
+    """entities: [{"word", "label", "score", "start", "end"}], offsets into the input text (word is
+    text[start:end]); output: "word/LABEL" for each, two spaces apart (tsv's output column)."""
+
+    entities: list[dict[str, Any]] = field(default_factory=list)
+    always: ClassVar[tuple[str, ...]] = ("entities",)
+    columns: ClassVar[tuple[str, ...]] = ("word", "label", "score", "start", "end")
+
+    def text(self) -> str:
+        """One record per input line: the entities joined on one line, word<TAB>label<TAB>score each."""
+        return "\t".join(f"{e['word']}\t{e['label']}\t{e['score']:.4f}" for e in self.entities)
+
+    def table(self) -> list[tuple[str, ...]] | None:
+        return [(e["word"], e["label"], f"{e['score']:.4f}", str(e["start"]), str(e["end"])) for e in self.entities]
+
+
+@dataclass
+class QaResult(Result):
+    """output: the answer ("" when the model says there is none); start/end: offsets into the context."""
+
+    score: float = 0.0
+    start: int | None = None
+    end: int | None = None
+    answers: list[dict[str, Any]] | None = None  # --top-k: [{"answer", "score", "start", "end"}], best first
+    always: ClassVar[tuple[str, ...]] = ("score", "start", "end")
+    columns: ClassVar[tuple[str, ...]] = ("rank", "answer", "score", "start", "end")
+
+    def text(self) -> str:
+        """--top-k on a pipe: answer<TAB>score for each, best first, on one line."""
+        if self.answers is None:
+            return self.output
+        return "\t".join(f"{a['answer']}\t{a['score']:.4f}" for a in self.answers)
+
+    def table(self) -> list[tuple[str, ...]] | None:
+        if self.answers is None:
+            return None
+        return [(str(r), a["answer"], f"{a['score']:.4f}", str(a["start"]), str(a["end"])) for r, a in enumerate(self.answers, 1)]
+
+
+def _floats(values: Any) -> list[float]:
+    """A vector as a list of floats (tasks hand over numpy rows; a server's answer has lists)."""
+    return values.tolist() if hasattr(values, "tolist") else list(values)
+
+
+@dataclass
+class EmbedResult(Result):
+    """embedding: the vector (a float32 numpy row from the task, a list from the server)."""
+
+    embedding: Any = field(default_factory=list)
+    always: ClassVar[tuple[str, ...]] = ("embedding",)
+
+    def record(self) -> dict[str, Any]:
+        out = super().record()
+        out.pop("output", None)  # an embedding has no text output
+        out["embedding"] = _floats(self.embedding)
+        return out
+
+    def text(self) -> str:
+        """The numbers, space-separated, each as exact as the jsonl record's."""
+        return " ".join(map(repr, _floats(self.embedding)))
+
+
+@dataclass
+class RankResult(Result):
+    """One input line's relevance to the query; the writer puts the lines best first and sets `index`,
+    the line's place in the input (0-based)."""
+
+    score: float = 0.0
+    index: int | None = None
+    always: ClassVar[tuple[str, ...]] = ("score",)
+
+    def record(self) -> dict[str, Any]:
+        out = super().record()
+        out.pop("output", None)
+        if self.index is not None:
+            out["index"] = self.index
+        return out
+
+    def text(self) -> str:
+        return f"{self.score:.4f}\t{self.output}"
+
+
 RESULTS: dict[str, type[Result]] = {
     "generate": GenerateResult,
     "fill-mask": FillMaskResult,
     "translate": Seq2SeqResult,
     "summarize": Seq2SeqResult,
+    "classify": ClassifyResult,
+    "ner": NerResult,
+    "qa": QaResult,
+    "embed": EmbedResult,
+    "rank": RankResult,
 }
 
 

@@ -15,7 +15,7 @@ from tfx.cli.common import stdout_gone
 
 app = typer.Typer(
     name="tfx",
-    help="Hugging Face Transformer models from the shell: generate, fill-mask, translate, summarize.",
+    help="Hugging Face Transformer models from the shell: generate, fill-mask, translate, summarize, classify, ner, qa, embed, rank.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -37,13 +37,15 @@ def root(
 
 
 # Each command group lives in its own module; registering them imports nothing heavy.
-from tfx.cli import compare, envcmd, hubcmds, serve, tasks  # noqa: E402
+from tfx.cli import chat, compare, envcmd, hubcmds, ps, serve, tasks  # noqa: E402
 
 tasks.register(app)
 hubcmds.register(app)
 app.command("compare", epilog=compare.COMPARE_EXAMPLES)(compare.compare)
 app.command("env", epilog=envcmd.ENV_EXAMPLES)(envcmd.env)
 serve.register(app)
+ps.register(app)  # tfx ps, tfx stop: a running server's models
+chat.register(app)
 
 
 def main() -> None:

@@ -28,8 +28,13 @@ COMPARE_OPTIONS = {
     "fill-mask": {"top_k", "targets"},
     "translate": {"src", "tgt", "max_new_tokens", "min_new_tokens", "num_beams"},
     "summarize": {"max_new_tokens", "min_new_tokens", "num_beams"},
+    "qa": {"context", "top_k"},
+    "embed": {"normalize", "dimensions"},
+    "rank": {"query", "cross_encoder"},
+    "classify": {"top_k", "labels", "hypothesis_template", "multi_label"},
+    "ner": {"aggregate"},
 }
-OPTION_FLAGS = {"src": "--from", "tgt": "--to", "do_sample": "--do-sample/--greedy"}
+OPTION_FLAGS = {"src": "--from", "tgt": "--to", "do_sample": "--do-sample/--greedy", "normalize": "--normalize/--no-normalize"}
 
 
 def compare(
@@ -49,6 +54,15 @@ def compare(
     seed: Annotated[Optional[int], typer.Option(help="generate: random seed, the same for every model.", show_default=False)] = None,
     continuation_only: Annotated[bool, typer.Option("--continuation-only", help="generate: show only the new text.")] = False,
     targets: Annotated[Optional[str], typer.Option("--targets", help="fill-mask: comma-separated candidate words.", show_default=False)] = None,
+    context: Annotated[Optional[str], typer.Option("--context", "-c", help="qa: the text to answer from (a file, or the text itself).", show_default=False)] = None,
+    query: Annotated[Optional[str], typer.Option("--query", help="rank: what each input is scored against.", show_default=False)] = None,
+    cross_encoder: Annotated[bool, typer.Option("--cross-encoder", help="rank: score with a cross-encoder.")] = False,
+    normalize: Annotated[Optional[bool], typer.Option("--normalize/--no-normalize", help="embed: unit-length vectors (default: the model's own).", show_default=False)] = None,
+    dimensions: Annotated[Optional[int], typer.Option("--dimensions", help="embed: keep the first N dimensions.", show_default=False)] = None,
+    labels: Annotated[Optional[str], typer.Option("--labels", help="classify: comma-separated labels, zero-shot through an NLI model.", show_default=False)] = None,
+    hypothesis_template: Annotated[Optional[str], typer.Option("--hypothesis-template", help="classify --labels: the hypothesis each label is put into.", show_default=False)] = None,
+    multi_label: Annotated[bool, typer.Option("--multi-label", help="classify --labels: score each label on its own.")] = False,
+    aggregate: Annotated[Optional[str], typer.Option("--aggregate", help="ner: simple, first, average, max or none.", show_default=False)] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="text (a table: model, output, seconds) or jsonl (one object per model and input).")] = "text",
     device: o.Device = "auto",
     dtype: o.Dtype = "auto",
@@ -62,6 +76,8 @@ def compare(
         src=src, tgt=to, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, num_beams=num_beams,
         do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty,
         seed=seed, continuation_only=continuation_only or None, targets=targets,
+        context=context, query=query, cross_encoder=cross_encoder or None, normalize=normalize, dimensions=dimensions,
+        labels=labels, hypothesis_template=hypothesis_template, multi_label=multi_label or None, aggregate=aggregate,
     )  # fmt: skip
 
     def body() -> int:
@@ -70,6 +86,10 @@ def compare(
         from tfx import registry
 
         name = registry.task_info(task).name
+        if given["context"] is not None:
+            from tfx.cli.tasks import read_context
+
+            given["context"] = read_context(given["context"])
         settings = _settings(name, {k: v for k, v in given.items() if v is not None})
         rows = run_comparison(name, texts, list(models or []), settings, device, dtype, trust_remote_code, verbose, fmt)
         if fmt == "text":

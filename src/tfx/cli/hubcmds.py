@@ -135,7 +135,7 @@ def registry_entries() -> list[dict[str, Any]]:
 def print_choosing_guide() -> None:
     from tfx import registry
 
-    commands = {registry.ENCODER_ONLY: "tfx fill-mask", registry.DECODER_ONLY: "tfx generate", registry.ENCODER_DECODER: "tfx translate, tfx summarize"}
+    commands = registry.FAMILY_COMMANDS
     lines = ["How to choose: pick the family that fits the job, then the size (bigger: better and slower)."]
     width = max(map(len, registry.FAMILIES))
     for family in registry.FAMILIES:
@@ -154,6 +154,8 @@ def pull(
     offline: o.Offline = False,
     quiet: o.Quiet = False,
     verbose: o.Verbose = False,
+    engine: Annotated[str, typer.Option("--engine", help="ct2: also convert it for CTranslate2 (--engine ct2 runs), printing the converted copy's directory too.")] = "local",
+    compute_type: o.ComputeType = "auto",
 ) -> None:
     """Download a model into the cache: config, tokenizer and one weights format only. Prints its directory."""
 
@@ -177,7 +179,7 @@ def pull(
             size = sum(m.size for m in hub.cached_models() if m.repo_id == found[0])
             hub.say(f"{name} is already in the cache ({hub.format_size(size)}); nothing to download.")
             print(found[1], flush=True)
-            return 0
+            return _pull_ct2(name, wanted, revision, compute_type) if engine == "ct2" else 0
         if hub.is_offline():
             raise errors.NotCached(f"{name} is not in the local cache and offline mode is on.", "Drop --offline / HF_HUB_OFFLINE to download it.")
         info = registry.lookup(name)
@@ -191,9 +193,30 @@ def pull(
         path = hub.fetch(plan, name, progress=sys.stderr.isatty() and not quiet)
         hub.say(f"pulled {name} in {time.monotonic() - started:.1f} s")
         print(path, flush=True)
-        return 0
+        return _pull_ct2(name, wanted, revision, compute_type) if engine == "ct2" else 0
 
     _execute(body)
+
+
+def _pull_ct2(name: str, task: str | None, revision: str | None, compute_type: str) -> int:
+    """`tfx pull --engine ct2`: convert the cached model now (the task: --task, or the first the ct2 backend
+    runs for its kind), so the first `--engine ct2` run starts at once. Prints the converted directory."""
+    from tfx import ct2, loading
+    from tfx.tasks import ct2 as ct2_tasks
+
+    ct2.require()
+    resolved_task = task
+    if resolved_task is None:
+        from tfx import hub
+
+        found = hub.find_cached(name, revision)
+        kind = loading.read_json(found[1] / "config.json").get("model_type", "") if found else ""
+        resolved_task = (ct2.MODEL_TYPES.get(kind) or ("generate",))[0]
+    prepared = loading.prepare(name, resolved_task, None, revision, download=False)
+    ct2_tasks.check_model(prepared)
+    device, _ = ct2.pick_device("auto")
+    print(ct2_tasks.converted_path(prepared, ct2.pick_compute_type(compute_type, device)), flush=True)
+    return 0
 
 
 def _check_task(name: str, task: str | None, config: dict) -> None:
@@ -202,7 +225,7 @@ def _check_task(name: str, task: str | None, config: dict) -> None:
         return
     from tfx import registry
 
-    registry.check_task(name, task, registry.family_of(registry.lookup(name), config), config.get("model_type", ""))
+    registry.check_model(name, task, registry.family_of(registry.lookup(name), config), config)
 
 
 # ---- tfx cache ls / rm -----------------------------------------------------------------------------------
@@ -216,13 +239,20 @@ def cache_ls(fmt: ListFormat = "text") -> None:
         _check_format(fmt, ("text", "json"))
         from tfx import hub
 
+        from tfx.ct2 import store as ct2_store
+
         scan = hub.scan_cache()
         cached = hub.cached_models(scan)
+        converted: dict[str, list] = {}  # repo id -> its CTranslate2 copies (tfx.ct2.store, beside the hub cache)
+        for copy in ct2_store.converted():
+            converted.setdefault(copy.repo_id.lower(), []).append(copy)
         if fmt == "json":
             print_json(
                 [
                     {"name": m.name, "repo_id": m.repo_id, "size_on_disk": m.size, "revisions": m.commits, "refs": m.refs,
-                     "last_used": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(m.last_used)), "path": str(m.path)}
+                     "last_used": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(m.last_used)), "path": str(m.path),
+                     "ct2": [{"quantization": c.quantization, "ctranslate2": c.version, "commit": c.commit, "size_on_disk": c.size, "path": str(c.path)}
+                             for c in converted.get(m.repo_id.lower(), [])]}
                     for m in cached
                 ]
             )  # fmt: skip
@@ -232,10 +262,11 @@ def cache_ls(fmt: ListFormat = "text") -> None:
             return 0
         rows = [
             [m.repo_id if m.name == m.repo_id else f"{m.repo_id} ({m.name})", hub.format_size(m.size),
-             f"{len(m.commits)}" + (f" ({', '.join(m.refs)})" if m.refs else ""), _ago(m.last_used)]
+             f"{len(m.commits)}" + (f" ({', '.join(m.refs)})" if m.refs else ""), _ago(m.last_used),
+             ", ".join(f"{c.quantization} ({hub.format_size(c.size)})" for c in converted.get(m.repo_id.lower(), [])) or "-"]
             for m in cached
         ]  # fmt: skip
-        print_table(["model", "size", "revisions", "last used"], rows)
+        print_table(["model", "size", "revisions", "last used", "ct2 copies"], rows)
         hub.say(f"{len(cached)} models, {hub.format_size(scan.size_on_disk)} in {hub.cache_dir()}")
         return 0
 
@@ -260,12 +291,17 @@ def cache_rm(
                 raise errors.TfxError(f"{name} is not in the cache.", "`tfx cache ls` lists what is.")
             targets += [m for m in found if m not in targets]
         folders = [hub.repo_folder(m) for m in targets]  # refuses anything but real folders in the cache
+        from tfx.ct2 import store as ct2_store
+
+        copies = ct2_store.converted({m.repo_id for m in targets})  # their CTranslate2 copies go with them
         listing = ", ".join(f"{m.repo_id} ({hub.format_size(m.size)})" for m in targets)
+        if copies:
+            listing += f" and {len(copies)} CTranslate2 cop{'y' if len(copies) == 1 else 'ies'} ({hub.format_size(sum(c.size for c in copies))})"
         if not yes and not _confirm(f"Delete {listing} from {hub.cache_dir()}?"):
             hub.say("nothing deleted.")
             return 1
-        freed = hub.delete_cached(targets)
-        hub.say(f"deleted {', '.join(str(f.name) for f in folders)}; freed {hub.format_size(freed)}.")
+        freed = hub.delete_cached(targets) + ct2_store.remove(copies)
+        hub.say(f"deleted {', '.join([str(f.name) for f in folders] + [c.path.name for c in copies])}; freed {hub.format_size(freed)}.")
         return 0
 
     _execute(body)

@@ -1,8 +1,11 @@
-"""Every option shared by several commands, declared once as an Annotated alias."""
+"""Every option shared by several commands, declared once as an Annotated alias, and `task_command`, which
+adds the shared ones to each task command."""
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+import inspect
+from collections.abc import Callable
+from typing import Annotated, Any, Optional, get_type_hints
 
 import typer
 
@@ -41,11 +44,71 @@ Engine = Annotated[
     str,
     typer.Option(
         "--engine",
-        help="local: PyTorch in this process; ray: a Ray cluster through Ray Data (pip install 'tfx-cli[ray]').",
+        help="local: PyTorch in this process; ray: a Ray cluster through Ray Data (pip install 'tfx-cli[ray]'); "
+        "ct2: CTranslate2 in this process, int8 on CPU by default, the model converted once (pip install 'tfx-cli[ct2]'); "
+        "auto: ct2 where it gives transformers' result, else local.",
     ),
 ]
-Output = Annotated[Optional[str], typer.Option("--output", "-o", help="--engine ray: directory for the output shards.", show_default=False)]
-OutputFormat = Annotated[str, typer.Option("--output-format", help="--engine ray: jsonl or parquet shards.")]
+ComputeType = Annotated[
+    str,
+    typer.Option("--compute-type", help="--engine ct2/auto: auto (int8 on CPU), int8, int8_float32, float32, int16; on CUDA also float16, bfloat16, int8_float16."),
+]
+Output = Annotated[Optional[str], typer.Option("--output", "-o", help="--engine ray: directory for the output shards; embed: the file (or directory) for the vectors.", show_default=False)]
+OutputFormat = Annotated[str, typer.Option("--output-format", help="--engine ray: jsonl or parquet shards; embed --output: npy, parquet or jsonl.")]
 RayAddress = Annotated[Optional[str], typer.Option("--ray-address", envvar="RAY_ADDRESS", help="--engine ray: cluster address (default: a local Ray on loopback).", show_default=False)]
 Replicas = Annotated[Optional[int], typer.Option("--replicas", help="--engine ray: model replicas (default: what the cluster's CPUs/GPUs allow).", show_default=False)]
 GpusPerReplica = Annotated[float, typer.Option("--gpus-per-replica", help="--engine ray: GPUs per model replica.")]
+
+
+# ---- the options every task command shares, added to each by `task_command` ----------------------------
+
+COMMON: tuple[tuple[str, Any, Any], ...] = (
+    ("model", Model, None),
+    ("no_truncate", NoTruncate, False),
+    ("device", Device, "auto"),
+    ("dtype", Dtype, "auto"),
+    ("fmt", Format, "text"),
+    ("input_file", InputFile, None),
+    ("input_format", InputFormat, "text"),
+    ("batch_size", BatchSize, None),
+    ("keep_going", KeepGoing, False),
+    ("revision", Revision, None),
+    ("offline", Offline, False),
+    ("trust_remote_code", TrustRemoteCode, False),
+    ("quiet", Quiet, False),
+    ("verbose", Verbose, False),
+    ("server", Server, None),
+    ("engine", Engine, "local"),
+    ("compute_type", ComputeType, "auto"),
+    ("output", Output, None),
+    ("output_format", OutputFormat, "jsonl"),
+    ("ray_address", RayAddress, None),
+    ("replicas", Replicas, None),
+    ("gpus_per_replica", GpusPerReplica, 0.0),
+)
+
+
+def task_command(**defaults: Any) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Declare a task command with only its own parameters plus `common: dict`; the command Typer sees
+    has every shared option of COMMON after them (`defaults` changes a shared default, e.g. fmt="jsonl"),
+    and the function gets those options' values in `common`. One list of shared options, not nine."""
+
+    def decorate(fn: Callable[..., None]) -> Callable[..., None]:
+        hints = get_type_hints(fn, include_extras=True)
+        own = [p.replace(annotation=hints[p.name]) for p in inspect.signature(fn).parameters.values() if p.name != "common"]
+        names = {p.name for p in own}
+        shared = [
+            inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=defaults.get(name, default), annotation=annotation)
+            for name, annotation, default in COMMON if name not in names
+        ]  # fmt: skip
+
+        def command(**kwargs: Any) -> None:
+            common = {name: kwargs.pop(name) for name, _, _ in COMMON if name not in names}
+            return fn(**kwargs, common=common)
+
+        command.__signature__ = inspect.Signature(own + shared)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in own + shared}
+        command.__name__, command.__qualname__, command.__doc__, command.__module__ = fn.__name__, fn.__qualname__, fn.__doc__, fn.__module__
+        return command
+
+    return decorate

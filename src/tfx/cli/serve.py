@@ -15,7 +15,11 @@ SERVE_EXAMPLES = """Examples:
 
   tfx serve -m gpt2 -m bert-base-uncased --keep-alive 30m --api-key "$(openssl rand -hex 16)"
 
+  tfx serve --engine ct2 -m Helsinki-NLP/opus-mt-en-de      # CTranslate2, int8 on CPU
+
   TFX_SERVER=http://127.0.0.1:8000 tfx generate "Once upon a time"
+
+  tfx ps; tfx stop gpt2                                      # what a running server has loaded; unload one
 
   curl -s localhost:8000/v1/completions -H 'Content-Type: application/json' -d '{"model": "gpt2", "prompt": "Once upon a time", "max_tokens": 20}'
 """
@@ -34,9 +38,35 @@ def serve(
     api_key: Annotated[Optional[str], typer.Option("--api-key", envvar="TFX_API_KEY", help="Require Authorization: Bearer KEY on every route but /health.", show_default=False)] = None,
     max_tokens_cap: Annotated[int, typer.Option("--max-tokens-cap", help="Refuse requests asking for more new tokens than this.")] = c.DEFAULT_MAX_TOKENS_CAP,
     batch_window_ms: Annotated[float, typer.Option("--batch-window-ms", help="How long a batch waits for more requests to join it.")] = c.DEFAULT_BATCH_WINDOW_MS,
+    batching: Annotated[
+        str,
+        typer.Option(
+            "--batching",
+            help="continuous: a generate request joins the running batch at its next step (transformers' continuous batching; "
+            "requests it cannot run exactly, and other tasks, use window batching); window: batches collect for --batch-window-ms "
+            "and run to their end; auto: continuous where it applies.",
+        ),
+    ] = c.DEFAULT_BATCHING,
     max_batch_size: Annotated[Optional[int], typer.Option("--max-batch-size", help="Most inputs in one model batch (default: the task's, as in the CLI).", show_default=False)] = None,
     max_body: Annotated[str, typer.Option("--max-body", help="Refuse request bodies larger than this (e.g. 512k, 8M).")] = c.DEFAULT_MAX_BODY,
     allow_pull: Annotated[bool, typer.Option("--allow-pull", help="Download a requested model that is not in the cache (default: only -m models may download).")] = False,
+    max_inputs: Annotated[int, typer.Option("--max-inputs", help="Most inputs (or prompts) in one request.")] = c.MAX_INPUTS,
+    max_request_tokens: Annotated[int, typer.Option("--max-request-tokens", help="One request's budget: inputs x sequences x new tokens (fill-mask: inputs x masks x top_k).")] = c.DEFAULT_MAX_REQUEST_TOKENS,
+    max_top_k: Annotated[int, typer.Option("--max-top-k", help="Largest top_k of fill-mask and the other listing tasks.")] = c.DEFAULT_MAX_TOP_K,
+    max_masks: Annotated[int, typer.Option("--max-masks", help="Most masks in one fill-mask input.")] = c.DEFAULT_MAX_MASKS,
+    max_queue: Annotated[int, typer.Option("--max-queue", help="Inputs waiting or running on one model before new requests get 503 with Retry-After.")] = c.DEFAULT_MAX_QUEUE,
+    max_models: Annotated[Optional[int], typer.Option("--max-models", help="Most models loaded at once; the least recently used is unloaded first (default: no bound).", show_default=False)] = None,
+    insecure: Annotated[bool, typer.Option("--insecure", help="Allow a --host other than loopback without --api-key.")] = False,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="local: transformers for every model; ct2: CTranslate2 for the models and tasks it runs (generate on GPT-2, "
+            "translate/summarize on T5, BART, Marian; pip install 'tfx-cli[ct2]'), transformers for the rest; "
+            "auto: as ct2, and transformers for a request whose settings CTranslate2 cannot run exactly.",
+        ),
+    ] = "local",
+    compute_type: o.ComputeType = "auto",
     device: o.Device = "auto",
     dtype: o.Dtype = "auto",
     offline: o.Offline = False,
@@ -59,8 +89,11 @@ def serve(
             host=host, port=port, models=list(models or []), keep_alive_s=c.parse_duration(keep_alive), api_key=api_key or None,
             max_tokens_cap=max_tokens_cap, batch_window_s=batch_window_ms / 1000, max_batch_size=max_batch_size,
             max_body_bytes=c.parse_size(max_body), device=device, dtype=dtype, trust_remote_code=trust_remote_code,
-            allow_pull=allow_pull, verbose=verbose, quiet=quiet,
+            allow_pull=allow_pull, verbose=verbose, quiet=quiet, max_inputs=max_inputs, max_request_tokens=max_request_tokens,
+            max_top_k=max_top_k, max_masks=max_masks, max_queue=max_queue, max_models=max_models, insecure=insecure,
+            engine=engine.strip().lower(), compute_type=compute_type, batching=batching.strip().lower(),
         )  # fmt: skip
+        c.check(settings)
         setup(offline, quiet, verbose, prefix="tfx serve")  # hub's environment, then setup_logging
         from tfx.serve.server import serve as run_server
 

@@ -1,4 +1,5 @@
-"""The task commands (generate, fill-mask, translate, summarize): each builds a RunSpec from argv and
+"""The task commands (generate, fill-mask, translate, summarize, classify, ner, qa, embed, rank): each
+declares its own options (the shared ones come from options.task_command), builds a RunSpec from argv and
 hands it to the engine the options pick. Nothing heavy is imported here."""
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import typer
 
 from tfx.cli import options as o
 from tfx.cli.common import execute, setup
-from tfx.registry import DEFAULT_FILL_MASK_MODEL, DEFAULT_GENERATE_MODEL, DEFAULT_SUMMARIZE_MODEL
+from tfx.cli.options import task_command
+from tfx.registry import CROSS_ENCODER_MODEL, DEFAULT_FILL_MASK_MODEL, DEFAULT_GENERATE_MODEL, DEFAULT_SUMMARIZE_MODEL, ZERO_SHOT_MODEL, task_info
 
 GENERATE_EXAMPLES = """Examples:
 
@@ -40,8 +42,40 @@ SUMMARIZE_EXAMPLES = """Examples:
 
   tfx summarize -m t5-small --max-new-tokens 60 --input articles.txt
 """
+CLASSIFY_EXAMPLES = """Examples:
 
+  tfx classify "I loved every minute of it."
 
+  tfx classify --top-k 3 -m j-hartmann/emotion-english-distilroberta-base < tweets.txt
+
+  tfx classify --labels sports,politics,cooking "The chef won the election."
+
+  tfx classify --labels urgent,billing,spam --multi-label --format jsonl < tickets.jsonl
+"""
+NER_EXAMPLES = """Examples:
+
+  tfx ner "Hugging Face is based in New York City."
+
+  tfx ner --format jsonl < news.txt
+"""
+QA_EXAMPLES = """Examples:
+
+  tfx qa --context article.txt "Where is Hugging Face based?"
+
+  jq -c '{question: .q, context: .passage}' set.jsonl | tfx qa --input-format jsonl --format jsonl
+"""
+EMBED_EXAMPLES = """Examples:
+
+  tfx embed < sentences.txt > vectors.jsonl
+
+  tfx embed --format tsv "A sentence to embed."
+"""
+RANK_EXAMPLES = """Examples:
+
+  tfx rank "how do I reset my password" < faq.txt
+
+  tfx rank --cross-encoder --top-k 5 "how do I reset my password" < faq.txt
+"""
 
 
 def register(app: typer.Typer) -> None:
@@ -49,6 +83,11 @@ def register(app: typer.Typer) -> None:
     app.command("fill-mask", epilog=FILL_MASK_EXAMPLES)(fill_mask)
     app.command(epilog=TRANSLATE_EXAMPLES)(translate)
     app.command(epilog=SUMMARIZE_EXAMPLES)(summarize)
+    app.command(epilog=CLASSIFY_EXAMPLES)(classify)
+    app.command(epilog=NER_EXAMPLES)(ner)
+    app.command(epilog=QA_EXAMPLES)(qa)
+    app.command(epilog=EMBED_EXAMPLES)(embed)
+    app.command(epilog=RANK_EXAMPLES)(rank)
 
 
 def run_task(task: str, texts, settings_of, common: dict, stream: bool | None = None) -> None:
@@ -58,7 +97,7 @@ def run_task(task: str, texts, settings_of, common: dict, stream: bool | None = 
         setup(common.pop("offline"), common["quiet"], common["verbose"])
         from tfx import engines, spec
 
-        settings = settings_of()
+        settings = settings_of(common.pop("no_truncate"))
         run = spec.build(task, settings, model=common.pop("model"), **_spec_parts(texts, common, stream))
         if not run.inputs.texts and run.inputs.path is None and sys.stdin.isatty():
             from tfx.errors import UsageError
@@ -73,28 +112,32 @@ def _spec_parts(texts, c: dict, stream: bool | None) -> dict:
     from tfx import spec
 
     engine = "remote" if c["server"] else c["engine"]
-    return dict(
+    # --engine ct2|auto is the local engine with another backend (RunSpec.backend): CTranslate2 computes in
+    # this process; Ray replicas and the server open tasks from the same spec fields.
+    backend = engine if engine in ("ct2", "auto") else "transformers"
+    engine = "local" if backend != "transformers" else engine
+    return dict(backend=backend, compute_type=c["compute_type"],
         revision=c["revision"], device=c["device"], dtype=c["dtype"], trust_remote_code=c["trust_remote_code"],
-        inputs=spec.Inputs(tuple(texts or ()), c["input_path"], c["input_format"]),
+        inputs=spec.Inputs(tuple(texts or ()), c["input_file"], c["input_format"]),
         output=spec.Output(c["fmt"], stream, c["output"], c["output_format"]),
         engine=spec.Engine(engine, c["server"], c["ray_address"], c["replicas"], c["gpus_per_replica"]),
         batch_size=c["batch_size"], keep_going=c["keep_going"], quiet=c["quiet"], verbose=c["verbose"],
     )  # fmt: skip
 
 
-def _common(model, revision, device, dtype, fmt, input_file, input_format, batch_size, quiet, verbose, keep_going, offline,
-            trust_remote_code, server, engine, output, output_format, ray_address, replicas, gpus_per_replica) -> dict:
-    return dict(
-        model=model, revision=revision, device=device, dtype=dtype, fmt=fmt, input_path=input_file,
-        input_format=input_format, batch_size=batch_size, quiet=quiet, verbose=verbose, keep_going=keep_going,
-        offline=offline, trust_remote_code=trust_remote_code, server=server, engine=engine, output=output,
-        output_format=output_format, ray_address=ray_address, replicas=replicas, gpus_per_replica=gpus_per_replica,
-    )  # fmt: skip
+def _settings(name: str, **values):
+    """The task's settings class, built inside the catch point: a bad value is a one-line error."""
+    from tfx import spec
+
+    return lambda no_truncate: spec.SETTINGS[name](no_truncate=no_truncate, **values)
 
 
+TopK = Annotated[Optional[int], typer.Option("--top-k", "-k", help="Show this many candidates, with scores.", show_default=False)]
+
+
+@task_command()
 def generate(
     texts: o.Texts = None,
-    model: o.Model = None,
     max_new_tokens: o.MaxNewTokens = None,
     max_length: o.MaxLength = None,
     num_return_sequences: Annotated[Optional[int], typer.Option("--num-return-sequences", "-n", help="Sequences per prompt (they stay in one record).", show_default=False)] = None,
@@ -108,71 +151,29 @@ def generate(
     seed: Annotated[Optional[int], typer.Option(help="Random seed, for reproducible sampling.", show_default=False)] = None,
     continuation_only: Annotated[bool, typer.Option("--continuation-only", help="Print only the new text, not the prompt.")] = False,
     stream: Annotated[Optional[bool], typer.Option("--stream/--no-stream", help="Show tokens as they are made (default: for one prompt on a terminal).", show_default=False)] = None,
-    no_truncate: o.NoTruncate = False,
-    device: o.Device = "auto",
-    dtype: o.Dtype = "auto",
-    fmt: o.Format = "text",
-    input_file: o.InputFile = None,
-    input_format: o.InputFormat = "text",
-    batch_size: o.BatchSize = None,
-    keep_going: o.KeepGoing = False,
-    revision: o.Revision = None,
-    offline: o.Offline = False,
-    trust_remote_code: o.TrustRemoteCode = False,
-    quiet: o.Quiet = False,
-    verbose: o.Verbose = False,
-    server: o.Server = None,
-    engine: o.Engine = "local",
-    output: o.Output = None,
-    output_format: o.OutputFormat = "jsonl",
-    ray_address: o.RayAddress = None,
-    replicas: o.Replicas = None,
-    gpus_per_replica: o.GpusPerReplica = 0.0,
+    chat: Annotated[bool, typer.Option("--chat", help="Each record is one user message to a chat model, put in its chat template; prints the reply only.")] = False,
+    common: dict = None,  # type: ignore[assignment]
 ) -> None:
-    from tfx.spec import GenerateSettings
-
-    settings = lambda: GenerateSettings(  # noqa: E731 - built inside the catch point: a bad value is a one-line error
-        max_new_tokens=max_new_tokens, max_length=max_length, num_return_sequences=num_return_sequences,
+    settings = _settings(
+        "generate", chat=chat, max_new_tokens=max_new_tokens, max_length=max_length, num_return_sequences=num_return_sequences,
         do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p, num_beams=num_beams,
         repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size, seed=seed,
-        continuation_only=continuation_only, no_truncate=no_truncate,
+        continuation_only=continuation_only,
     )  # fmt: skip
-    run_task("generate", texts, settings, _common(model, revision, device, dtype, fmt, input_file, input_format, batch_size, quiet, verbose, keep_going, offline, trust_remote_code, server, engine, output, output_format, ray_address, replicas, gpus_per_replica), stream)
+    run_task("generate", texts, settings, common, stream)
 
 
 generate.__doc__ = f"Continue each prompt with a decoder-only model (default: {DEFAULT_GENERATE_MODEL}); prints prompt + continuation."
 
 
+@task_command()
 def fill_mask(
     texts: o.Texts = None,
-    model: o.Model = None,
     top_k: Annotated[Optional[int], typer.Option("--top-k", "-k", help="List this many candidates per mask, with scores.", show_default=False)] = None,
     targets: Annotated[Optional[str], typer.Option("--targets", help="Comma-separated words: only these are candidates.", show_default=False)] = None,
-    no_truncate: o.NoTruncate = False,
-    device: o.Device = "auto",
-    dtype: o.Dtype = "auto",
-    fmt: o.Format = "text",
-    input_file: o.InputFile = None,
-    input_format: o.InputFormat = "text",
-    batch_size: o.BatchSize = None,
-    keep_going: o.KeepGoing = False,
-    revision: o.Revision = None,
-    offline: o.Offline = False,
-    trust_remote_code: o.TrustRemoteCode = False,
-    quiet: o.Quiet = False,
-    verbose: o.Verbose = False,
-    server: o.Server = None,
-    engine: o.Engine = "local",
-    output: o.Output = None,
-    output_format: o.OutputFormat = "jsonl",
-    ray_address: o.RayAddress = None,
-    replicas: o.Replicas = None,
-    gpus_per_replica: o.GpusPerReplica = 0.0,
+    common: dict = None,  # type: ignore[assignment]
 ) -> None:
-    from tfx.spec import FillMaskSettings
-
-    settings = lambda: FillMaskSettings(top_k=top_k, targets=targets, no_truncate=no_truncate)  # noqa: E731
-    run_task("fill-mask", texts, settings, _common(model, revision, device, dtype, fmt, input_file, input_format, batch_size, quiet, verbose, keep_going, offline, trust_remote_code, server, engine, output, output_format, ray_address, replicas, gpus_per_replica))
+    run_task("fill-mask", texts, _settings("fill-mask", top_k=top_k, targets=targets), common)
 
 
 fill_mask.__doc__ = (
@@ -181,74 +182,123 @@ fill_mask.__doc__ = (
 )
 
 
+@task_command()
 def translate(
     texts: o.Texts = None,
     to: Annotated[Optional[str], typer.Option("--to", "-t", help="Target language, an ISO code (fr, de, es, ...). Required.", show_default=False)] = None,
     src: Annotated[str, typer.Option("--from", help="Source language, an ISO code.")] = "en",
-    model: o.Model = None,
     max_new_tokens: o.MaxNewTokens = None,
     num_beams: o.NumBeams = None,
-    no_truncate: o.NoTruncate = False,
-    device: o.Device = "auto",
-    dtype: o.Dtype = "auto",
-    fmt: o.Format = "text",
-    input_file: o.InputFile = None,
-    input_format: o.InputFormat = "text",
-    batch_size: o.BatchSize = None,
-    keep_going: o.KeepGoing = False,
-    revision: o.Revision = None,
-    offline: o.Offline = False,
-    trust_remote_code: o.TrustRemoteCode = False,
-    quiet: o.Quiet = False,
-    verbose: o.Verbose = False,
-    server: o.Server = None,
-    engine: o.Engine = "local",
-    output: o.Output = None,
-    output_format: o.OutputFormat = "jsonl",
-    ray_address: o.RayAddress = None,
-    replicas: o.Replicas = None,
-    gpus_per_replica: o.GpusPerReplica = 0.0,
+    split: Annotated[bool, typer.Option("--split/--no-split", help="Translate each text sentence by sentence and join them back (--no-split: each text whole, as the model sees it).")] = True,
+    common: dict = None,  # type: ignore[assignment]
 ) -> None:
-    """Translate each text (default model: t5-small for en->fr/de/ro, else Helsinki-NLP/opus-mt-{from}-{to})."""
-    from tfx.spec import TranslateSettings
-
-    settings = lambda: TranslateSettings(src=src, tgt=to, max_new_tokens=max_new_tokens, num_beams=num_beams, no_truncate=no_truncate)  # noqa: E731
-    run_task("translate", texts, settings, _common(model, revision, device, dtype, fmt, input_file, input_format, batch_size, quiet, verbose, keep_going, offline, trust_remote_code, server, engine, output, output_format, ray_address, replicas, gpus_per_replica))
+    """Translate each text (default model: t5-small for en->fr/de/ro, else Helsinki-NLP/opus-mt-{from}-{to}), sentence by sentence."""
+    run_task("translate", texts, _settings("translate", src=src, tgt=to, max_new_tokens=max_new_tokens, num_beams=num_beams, split=split), common)
 
 
+@task_command()
 def summarize(
     texts: o.Texts = None,
-    model: o.Model = None,
     max_new_tokens: o.MaxNewTokens = None,
     min_new_tokens: o.MinNewTokens = None,
     num_beams: o.NumBeams = None,
-    no_truncate: o.NoTruncate = False,
-    device: o.Device = "auto",
-    dtype: o.Dtype = "auto",
-    fmt: o.Format = "text",
-    input_file: o.InputFile = None,
-    input_format: o.InputFormat = "text",
-    batch_size: o.BatchSize = None,
-    keep_going: o.KeepGoing = False,
-    revision: o.Revision = None,
-    offline: o.Offline = False,
-    trust_remote_code: o.TrustRemoteCode = False,
-    quiet: o.Quiet = False,
-    verbose: o.Verbose = False,
-    server: o.Server = None,
-    engine: o.Engine = "local",
-    output: o.Output = None,
-    output_format: o.OutputFormat = "jsonl",
-    ray_address: o.RayAddress = None,
-    replicas: o.Replicas = None,
-    gpus_per_replica: o.GpusPerReplica = 0.0,
+    strategy: Annotated[str, typer.Option("--strategy", help="Input longer than the model's context: map-reduce (summarise it in parts, then their summaries) or truncate (its start only).")] = "map-reduce",
+    common: dict = None,  # type: ignore[assignment]
 ) -> None:
-    from tfx.spec import SummarizeSettings
-
-    settings = lambda: SummarizeSettings(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, num_beams=num_beams, no_truncate=no_truncate)  # noqa: E731
-    run_task("summarize", texts, settings, _common(model, revision, device, dtype, fmt, input_file, input_format, batch_size, quiet, verbose, keep_going, offline, trust_remote_code, server, engine, output, output_format, ray_address, replicas, gpus_per_replica))
+    run_task("summarize", texts, _settings("summarize", max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, num_beams=num_beams, strategy=strategy), common)
 
 
 summarize.__doc__ = f"Summarise each text with an encoder-decoder model (default: {DEFAULT_SUMMARIZE_MODEL}; T5 gets 'summarize: ')."
 
 
+@task_command()
+def classify(
+    texts: o.Texts = None,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", "-k", help="Show the k best labels (default 1).", show_default=False)] = None,
+    labels: Annotated[Optional[str], typer.Option("--labels", help=f"Comma-separated labels: zero-shot classification through an NLI model (default: {ZERO_SHOT_MODEL}).", show_default=False)] = None,
+    hypothesis_template: Annotated[Optional[str], typer.Option("--hypothesis-template", help='Zero-shot: the hypothesis each label is put into (default: "This example is {}.").', show_default=False)] = None,
+    multi_label: Annotated[bool, typer.Option("--multi-label", help="Zero-shot: score each label on its own (several can be true).")] = False,
+    common: dict = None,  # type: ignore[assignment]
+) -> None:
+    settings = _settings("classify", top_k=top_k, labels=labels, hypothesis_template=hypothesis_template, multi_label=multi_label)
+    run_task("classify", texts, settings, common)
+
+
+classify.__doc__ = f"Label each text with a fine-tuned encoder classifier (default: {task_info('classify').default_model}); prints LABEL<TAB>score."
+
+
+@task_command()
+def ner(
+    texts: o.Texts = None,
+    aggregate: Annotated[str, typer.Option("--aggregate", help="How word pieces become entities: simple, first, average, max, or none (one per token).")] = "simple",
+    common: dict = None,  # type: ignore[assignment]
+) -> None:
+    run_task("ner", texts, _settings("ner", aggregate=aggregate), common)
+
+
+ner.__doc__ = f"Find named entities (people, places, organisations) with a token classifier (default: {task_info('ner').default_model})."
+
+
+@task_command()
+def qa(
+    texts: o.Texts = None,
+    context: Annotated[Optional[str], typer.Option("--context", "-c", help="The text to answer from: a file, or the text itself (jsonl records may carry their own \"context\").", show_default=False)] = None,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", "-k", help="Show the k best answers, with scores.", show_default=False)] = None,
+    max_answer_length: Annotated[int, typer.Option("--max-answer-length", help="Longest answer, in tokens.")] = 30,
+    stride: Annotated[Optional[int], typer.Option("--stride", help="Tokens shared by neighbouring windows of a long context.", show_default=False)] = None,
+    common: dict = None,  # type: ignore[assignment]
+) -> None:
+    run_task("qa", texts, lambda no_truncate: _qa_settings(context, top_k, max_answer_length, stride, no_truncate), common)
+
+
+qa.__doc__ = f"Answer each question with a span of the context (extractive QA; default: {task_info('qa').default_model})."
+
+
+def _qa_settings(context: str | None, top_k, max_answer_length, stride, no_truncate):
+    from tfx import spec
+
+    context = read_context(context) if context is not None else None
+    return spec.QaSettings(context=context, top_k=top_k, max_answer_length=max_answer_length, stride=stride, no_truncate=no_truncate)
+
+
+def read_context(context: str) -> str:
+    """--context names a file when one exists at that path; otherwise it is the text itself."""
+    import os
+
+    from tfx.errors import UsageError
+
+    if not os.path.isfile(context):
+        return context
+    try:
+        with open(context, encoding="utf-8") as handle:
+            return handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
+        raise UsageError(f"cannot read --context {context}: {why}.", "Give a UTF-8 text file, or the text itself.") from None
+
+
+@task_command(fmt="jsonl")
+def embed(
+    texts: o.Texts = None,
+    normalize: Annotated[Optional[bool], typer.Option("--normalize/--no-normalize", help="Unit-length vectors (default: what the model's own modules say).", show_default=False)] = None,
+    dimensions: Annotated[Optional[int], typer.Option("--dimensions", help="Keep the first N dimensions (Matryoshka models).", show_default=False)] = None,
+    common: dict = None,  # type: ignore[assignment]
+) -> None:
+    run_task("embed", texts, _settings("embed", normalize=normalize, dimensions=dimensions), common)
+
+
+embed.__doc__ = f"Turn each text into a sentence embedding (default: {task_info('embed').default_model}); jsonl vectors by default."
+
+
+@task_command()
+def rank(
+    query: Annotated[str, typer.Argument(help="What the input lines are ranked against.", show_default=False)],
+    texts: Annotated[Optional[list[str]], typer.Argument(help="Texts to rank; with none, the lines of stdin (or --input).", show_default=False)] = None,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", "-k", help="Show only the k best lines.", show_default=False)] = None,
+    cross_encoder: Annotated[bool, typer.Option("--cross-encoder", help=f"Score each (query, line) pair with a cross-encoder (default: {CROSS_ENCODER_MODEL}).")] = False,
+    common: dict = None,  # type: ignore[assignment]
+) -> None:
+    run_task("rank", texts, _settings("rank", query=query, top_k=top_k, cross_encoder=cross_encoder), common)
+
+
+rank.__doc__ = f"Rank the input lines by relevance to a query, best first (default: embeddings of {task_info('rank').default_model})."

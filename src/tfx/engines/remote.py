@@ -52,6 +52,7 @@ class RemoteTask:
         self.task = spec.task
         self.listing = getattr(spec.settings, "top_k", None) is not None and spec.task == "fill-mask"
         self.batch_size = default_batch_size(spec.task, device)
+        self.window_batches = pipeline.window_batches(spec.task)
         self.body = {"model": spec.model, **spec.settings.wire()}
         if spec.revision:
             self.body["revision"] = spec.revision

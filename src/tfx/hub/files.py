@@ -28,6 +28,10 @@ TOKENIZER_FILES = (
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 _SAFETENSORS_SHARD = re.compile(r"model-\d+-of-\d+\.safetensors")
 _BIN_SHARD = re.compile(r"pytorch_model-\d+-of-\d+\.bin")
+# sentence-transformers' layout (embed, rank): its module list and configs, and each module's folder
+# (1_Pooling/config.json, 2_Dense/model.safetensors, ...); without them pooling and normalisation are lost.
+ST_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json")
+_ST_MODULE_FILE = re.compile(r"\d+_[^/]+/(?:[^/]+\.json|model\.safetensors)")
 
 
 def select_files(filenames: list[str]) -> list[str]:
@@ -39,7 +43,9 @@ def select_files(filenames: list[str]) -> list[str]:
     listing is read once, and the exact names chosen here become snapshot_download's allow_patterns;
     they hold no glob characters (* ? [), so each pattern matches only its own file."""
     top = [f for f in filenames if "/" not in f]
-    wanted = [f for f in top if f in CONFIG_FILES or f in TOKENIZER_FILES]
+    wanted = [f for f in top if f in CONFIG_FILES or f in TOKENIZER_FILES or f in ST_FILES]
+    if "modules.json" in top:
+        wanted += sorted(f for f in filenames if _ST_MODULE_FILE.fullmatch(f))
     if "model.safetensors" in top:
         wanted.append("model.safetensors")
     elif "model.safetensors.index.json" in top:

@@ -23,12 +23,15 @@ class Resolved:
     info: registry.ModelInfo | None
 
 
-def resolve(name: str, revision: str | None = None, download: bool = True) -> Resolved:
+def resolve(name: str, revision: str | None = None, download: bool = True, local_dirs: bool = True) -> Resolved:
     """Turn a model name, hub id or local directory into a local directory, downloading only if needed.
-    Raises NotCached when the model is not cached and may not be downloaded (offline, or download=False)."""
+    Raises NotCached when the model is not cached and may not be downloaded (offline, or download=False).
+    local_dirs=False: a Hub id only, the filesystem is not looked at (the server, for its clients' names)."""
     validate_revision(revision)
+    if not local_dirs:
+        check_name(name)
     local = Path(name).expanduser()
-    if local.is_dir() and (name.startswith((".", "/", "~")) or (local / "config.json").exists()):
+    if local_dirs and local.is_dir() and (name.startswith((".", "/", "~")) or (local / "config.json").exists()):
         if not (local / "config.json").exists():
             raise errors.TfxError(f"{name} is a directory without a config.json.", "Point -m at a saved model directory.")
         return Resolved(name, str(local), local, None)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import importlib
 import hmac
 import logging
 import time
@@ -20,12 +21,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from tfx import __version__, registry
 from tfx.errors import ModelNotFound, RecordError, TaskMismatch, TfxError
 from tfx.explain import explain
-from tfx.serve import completions
-from tfx.serve.batcher import Outcome
+from tfx.serve import admin, completions, encoders, limits, metrics, playground
+from tfx.serve.batcher import Outcome, QueueFull
 from tfx.serve.config import Settings
+from tfx.serve.limits import LimitError, check_lengths
 from tfx.serve.models import Manager
-from tfx.serve.schemas import LENGTH_KEYS, TASK_REQUESTS, CompletionRequest, TaskRequest
-from tfx.spec import Settings as TaskSettings
+from tfx.serve.schemas import TASK_REQUESTS, CompletionRequest, TaskRequest
+from tfx.tasks import generate
 
 log = logging.getLogger("tfx")
 
@@ -49,8 +51,10 @@ def describe(exc: BaseException) -> tuple[int, dict[str, Any]]:
     """The server's one catch point: any exception -> (HTTP status, JSON error body). Library exceptions
     are explained by the one table (tfx.explain), each kind of TfxError carries its status and code; an
     exception nobody knows is a bug in tfx: 500, and logged."""
-    if isinstance(exc, ApiError):
-        return exc.status, error_body(exc.message, exc.kind, exc.code, exc.param)
+    if isinstance(exc, (ApiError, LimitError)):
+        return exc.status, error_body(exc.message, getattr(exc, "kind", "invalid_request_error"), exc.code, exc.param)
+    if isinstance(exc, ClientGone):  # nobody reads this answer; 499 as nginx logs it
+        return 499, error_body("the client disconnected before its answer was ready", "invalid_request_error", "client_closed_request")
     if isinstance(exc, RecordError):
         return 400, error_body(str(exc), "invalid_request_error", "invalid_input", None, TfxError(str(exc)))
     error = explain(exc)
@@ -63,21 +67,58 @@ def describe(exc: BaseException) -> tuple[int, dict[str, Any]]:
     return 500, error_body(f"internal error: {type(exc).__name__}: {first}", "server_error", "internal_error")
 
 
+RETRY_AFTER_S = 1  # what a client told the queue is full waits before trying again
+
+
 def error_response(exc: BaseException) -> JSONResponse:
     status, body = describe(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if isinstance(exc, QueueFull):
+        headers = {"Retry-After": str(RETRY_AFTER_S)}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+class ClientGone(Exception):
+    """The client disconnected while its work waited: the work was dropped, nobody reads the answer."""
+
+
+async def unless_gone(request: Request, work):
+    """Await work (a slot's run) unless the client disconnects first; then cancel it, so a batch that has
+    not started drops its inputs (uvicorn's receive() answers http.disconnect once the client has gone)."""
+    task = asyncio.ensure_future(work)
+
+    async def gone() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(gone())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if not task.done():
+        task.cancel()
+        raise ClientGone()
+    return task.result()
+
+
+def authorized(request: Request, key: str | None) -> bool:
+    """No key on the server, or the right Bearer key (constant time), as ApiKeyMiddleware checks it."""
+    if not key:
+        return True
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key.encode())
+
+
 class ApiKeyMiddleware:
-    """Every route but /health needs `Authorization: Bearer KEY`, compared in constant time."""
+    """Every route but /health and the playground page needs `Authorization: Bearer KEY`, compared in constant time."""
 
     def __init__(self, app, key: str):
         self.app = app
         self.key = key.encode()
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["path"] != "/health":
+        if scope["type"] == "http" and scope["path"] != "/health" and scope["path"] not in playground.PUBLIC_PATHS:
             given = dict(scope["headers"]).get(b"authorization", b"")
             scheme, _, token = given.partition(b" ")
             if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self.key):
@@ -99,7 +140,9 @@ async def read_json(request: Request, schema: type[BaseModel], limit: int) -> An
             raise ApiError(413, f"the request body is over the server's limit of {limit} bytes", "request_too_large")
         body.append(chunk)
     try:
-        return schema.model_validate_json(b"".join(body))
+        parsed = schema.model_validate_json(b"".join(body))
+        request.state.tfx_model = getattr(parsed, "model", None)  # the model label of /metrics (serve.metrics)
+        return parsed
     except ValidationError as exc:
         first = exc.errors()[0]
         if first["type"] == "json_invalid":
@@ -112,14 +155,6 @@ async def read_json(request: Request, schema: type[BaseModel], limit: int) -> An
 def _is_type_tag(part) -> bool:
     """pydantic names the union member it tried inside an error's location ('str', 'list[str]'): not a field."""
     return isinstance(part, str) and (part in ("str", "int", "float", "bool", "none") or "[" in part)
-
-
-def check_lengths(settings: TaskSettings, cap: int, names: dict[str, str] | None = None) -> None:
-    for key in LENGTH_KEYS:
-        value = getattr(settings, key, None)
-        if value is not None and value > cap:
-            name = (names or {}).get(key, key)
-            raise ApiError(400, f"{name} is {value}, over this server's cap of {cap} (--max-tokens-cap)", "max_tokens_exceeded", name)
 
 
 def answered(route):
@@ -148,6 +183,9 @@ def create_app(settings: Settings, manager: Manager) -> FastAPI:
     app = FastAPI(title="tfx", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     if settings.api_key:
         app.add_middleware(ApiKeyMiddleware, key=settings.api_key)
+    playground.register(app)
+    importlib.import_module("tfx.serve.chat").register(app, settings, manager)  # chat builds on this module
+    encoders.register(app, settings, manager)  # /v1/embeddings (OpenAI) and /v1/rerank (Jina, Cohere, llama.cpp)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
@@ -156,7 +194,9 @@ def create_app(settings: Settings, manager: Manager) -> FastAPI:
 
     @app.get("/health")
     @answered
-    async def health() -> dict[str, Any]:
+    async def health(request: Request) -> dict[str, Any]:
+        if not authorized(request, settings.api_key):  # a liveness probe needs no more, and no key
+            return {"status": "ok"}
         return {
             "status": "ok",
             "version": __version__,
@@ -170,7 +210,10 @@ def create_app(settings: Settings, manager: Manager) -> FastAPI:
     @answered
     async def models() -> dict[str, Any]:
         created = int(manager.started)
-        data = [{"id": m["id"], "object": "model", "created": created, "owned_by": "tfx", "loaded": m["loaded"]} for m in manager.models()]
+        data = [
+            {"id": m["id"], "object": "model", "created": created, "owned_by": "tfx", "loaded": m["loaded"], "tasks": list(registry.tasks_for_class(m["head"]))}
+            for m in manager.models()
+        ]  # fmt: skip
         return {"object": "list", "data": data}
 
     @app.post("/v1/completions")
@@ -183,18 +226,18 @@ def create_app(settings: Settings, manager: Manager) -> FastAPI:
         prompts = body.prompts()
         if not prompts or any(not p for p in prompts):
             raise ApiError(400, "prompt is empty", "invalid_prompt", "prompt")
-        if len(body.stops()) > 4:
-            raise ApiError(400, "stop takes at most 4 strings", "invalid_stop", "stop")
+        limits.check_inputs(len(prompts), settings, "prompt")
+        limits.check_stops(body.stops())
         wanted = body.settings()
         check_lengths(wanted, settings.max_tokens_cap, {"max_new_tokens": "max_tokens"})
-        slot, prepared = await manager.slot_for(body.model, "generate")
-        wanted.validate(prepared.generation_defaults)
+        slot, prepared = await manager.slot_for(body.model, "generate", wanted=wanted)
+        check_work("generate", wanted, prompts, prepared)
         completion = completions.Completion(body, body.model)
         if body.stream and len(prompts) == 1 and wanted.streamable(prepared.generation_defaults):
             stream = slot.stream("generate", wanted, prompts[0], completions.count_usage)
             events = completions.stream_one(completion, prompts[0], stream, sse_error)
             return StreamingResponse(events, media_type="text/event-stream", headers={BATCH_HEADER: "1"})
-        outcomes = await slot.run("generate", wanted, prompts, completions.count_usage)
+        outcomes = await unless_gone(request, slot.run("generate", wanted, prompts, completions.count_usage))
         choices = []
         for prompt, outcome in zip(prompts, outcomes):
             if outcome.error is not None:
@@ -208,6 +251,14 @@ def create_app(settings: Settings, manager: Manager) -> FastAPI:
             return StreamingResponse(iter(events + [completions.SSE_DONE]), media_type="text/event-stream", headers=headers)
         return JSONResponse(completion.body(choices), headers=headers)
 
+    def check_work(task: str, wanted, texts: list[str], prepared) -> None:
+        """What needs the model's configs, before anything is queued: the settings against its generation
+        config, the room in its context, the request budget."""
+        wanted.validate(prepared.generation_defaults)
+        if task == "generate":
+            generate.check_room(generate.length_kwargs(wanted, prepared.generation_defaults), prepared.config, prepared.family)
+        limits.check_budget(task, wanted, texts, settings, prepared)
+
     def task_route(task: str):
         schema = TASK_REQUESTS[task]
 
@@ -216,17 +267,20 @@ def create_app(settings: Settings, manager: Manager) -> FastAPI:
             texts = body.texts()
             if texts is None:
                 raise ApiError(422, "give either input (a string) or inputs (a list of strings)", "missing_field", "inputs")
+            limits.check_inputs(len(texts), settings)
             wanted = body.settings()
             check_lengths(wanted, settings.max_tokens_cap)
-            name = body.model or registry.default_model(task, getattr(wanted, "src", "en"), getattr(wanted, "tgt", None))
-            slot, prepared = await manager.slot_for(name, task, body.revision)
-            wanted.validate(prepared.generation_defaults)
+            limits.check_top_k(task, wanted, settings)
+            name = body.model or wanted.default_model(task)  # the settings' own default (classify --labels: an NLI model)
+            request.state.tfx_model = name
+            slot, prepared = await manager.slot_for(name, task, body.revision, wanted.variant(), wanted)
+            check_work(task, wanted, texts, prepared)
             if getattr(body, "stream", False):
                 if len(texts) != 1 or not wanted.streamable(prepared.generation_defaults):
                     raise ApiError(400, "stream needs one input, num_return_sequences 1 and num_beams 1", "invalid_stream", "stream")
                 stream = slot.stream(task, wanted, texts[0])
                 return StreamingResponse(stream_records(stream, texts[0], name), media_type="text/event-stream", headers={BATCH_HEADER: "1"})
-            outcomes = await slot.run(task, wanted, texts)
+            outcomes = await unless_gone(request, slot.run(task, wanted, texts))
             results = [record(text, outcome, name) for text, outcome in zip(texts, outcomes)]
             headers = {BATCH_HEADER: str(max(o.batch for o in outcomes))}
             return JSONResponse({"model": name, "results": results}, headers=headers)
@@ -236,6 +290,8 @@ def create_app(settings: Settings, manager: Manager) -> FastAPI:
 
     for task in TASK_REQUESTS:
         app.post(f"/v1/{task}")(task_route(task))
+    admin.register(app, settings, manager)  # /v1/ps and /v1/unload: tfx ps, tfx stop
+    metrics.register(app, settings, manager)  # last: /metrics, and the middleware that knows every route
     return app
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tfx import loading, pipeline
+from tfx.errors import TfxError
 from tfx.io import Record
 from tfx.results import Result, TextChunk
 from tfx.spec import Settings
@@ -32,6 +33,13 @@ log = logging.getLogger("tfx")
 # Run on the model's thread after a text's result, with the task that made it: what the request keeps
 # besides the result (the completions endpoint's token counts, with the task's own tokenizer).
 Finish = Callable[[Any, str, Result], Any]
+
+
+class QueueFull(TfxError):
+    """A model's queue is at --max-queue: answered 503 with Retry-After."""
+
+    http_status = 503
+    code = "queue_full"
 
 
 @dataclass
@@ -61,6 +69,11 @@ class Batch:
     closed: bool = False
 
 
+def sequences(settings: Settings) -> int:
+    """Rows one input becomes in a model batch: n sampled sequences, or the beams of beam search."""
+    return max(getattr(settings, "num_return_sequences", None) or 1, getattr(settings, "num_beams", None) or 1)
+
+
 def reusable(settings: Settings) -> bool:
     """A seed is set when its task is built, so a seeded request gets a task of its own, and a batch of its
     own: two requests with one seed each get the same numbers."""
@@ -81,20 +94,53 @@ class Slot:
         self.open: dict[tuple[str, Settings], Batch] = {}
         self.last_used = time.monotonic()
         self.unload_queued = False
+        self.evicting = False  # an unload for --max-models is queued on this slot's thread
         self._task = None  # the last task built, reused while (task, settings) stay the same
         self._task_key: tuple[str, Settings] | None = None
+        self.pending = 0  # inputs queued or running here (changed on the event loop only)
+        self.backend = "transformers"  # or "ct2" (serve.backends; the manager sets it)
+        self.served = 0  # requests taken (tfx ps)
+        from tfx.serve import continuous  # builds on this module
+
+        self.continuous = continuous.for_slot(self)  # --batching: generate requests join the running batch
 
     def touch(self) -> None:
         self.last_used = time.monotonic()
 
     # --- on the event loop ---
 
+    def admit(self, count: int) -> None:
+        """Refuse work past --max-queue before it is queued."""
+        limit = self.manager.settings.max_queue
+        if self.pending + count > limit:
+            self.manager.count("refused", 1)
+            raise QueueFull(
+                f"{self.prepared.name} has {self.pending} inputs waiting, and this request's {count} would pass the server's --max-queue of {limit}.",
+                "Retry after a moment (see Retry-After), or send fewer inputs.",
+            )
+
+    def _hold(self, count: int) -> Callable[[Any], None]:
+        self.pending += count
+
+        def release(_future=None) -> None:
+            self.pending -= 1
+
+        return release
+
     async def run(self, task: str, settings: Settings, texts: list[str], finish: Finish | None = None) -> list[Outcome]:
         """Run texts on this model, together with other requests' texts where they can join."""
+        if self.continuous is not None:
+            done = await self.continuous.run(task, settings, texts, finish)
+            if done is not None:
+                return done
         loop = asyncio.get_running_loop()
+        self.admit(len(texts))
         items = [Pending(text, loop.create_future(), finish) for text in texts]
+        release = self._hold(len(items))
+        for item in items:
+            item.future.add_done_callback(release)  # settled or cancelled (the client went away)
         key = (task, settings) if reusable(settings) else None
-        limit = self.manager.batch_limit(task)
+        limit = self.batch_limit(task, settings)
         with self.lock:
             batch = self.open.get(key) if key is not None else None
             fresh = batch is None or batch.closed or len(batch.items) + len(items) > limit
@@ -106,17 +152,27 @@ class Slot:
         if fresh:
             loop.call_later(self.manager.settings.batch_window_s, self._dispatch, loop, batch)
         self.manager.count("requests", 1)
+        self.served += 1
         return list(await asyncio.gather(*(item.future for item in items)))
 
     def stream(self, task: str, settings: Settings, text: str, finish: Finish | None = None) -> Stream:
         """Run one text alone, streamed; its pieces arrive through the returned Stream."""
-        stream = Stream(asyncio.get_running_loop())
+        continuous = self.continuous.stream(task, settings, text, finish) if self.continuous is not None else None
+        if continuous is not None:
+            return continuous
+        self.admit(1)
+        stream = Stream(asyncio.get_running_loop(), self._hold(1))
         self.manager.count("requests", 1)
+        self.served += 1
         try:
             self.executor.submit(self._stream, task, settings, text, stream, finish)
         except RuntimeError as exc:  # the executor has shut down
             stream.put("error", exc)
         return stream
+
+    def batch_limit(self, task: str, settings: Settings) -> int:
+        """Inputs in one model batch: the task's limit counts rows, and each input is `sequences` rows."""
+        return max(1, self.manager.batch_limit(task) // sequences(settings))
 
     def _dispatch(self, loop: asyncio.AbstractEventLoop, batch: Batch) -> None:
         try:
@@ -129,7 +185,8 @@ class Slot:
     def ensure_loaded(self) -> loading.Loaded:
         if self.loaded is None:
             m = self.manager
-            self.loaded = loading.load(self.prepared, m.device, m.dtype, m.settings.trust_remote_code, m.settings.verbose)
+            m.make_room(self)  # --max-models: the least recently used others are unloaded first
+            self.loaded = m.load(self)  # on the slot's backend (--engine)
         self.touch()
         return self.loaded
 
@@ -138,12 +195,17 @@ class Slot:
             batch.closed = True
             if batch.key is not None and self.open.get(batch.key) is batch:
                 del self.open[batch.key]
-        try:
-            outcomes = self.run_now(batch.task, batch.settings, batch.items)
-        except BaseException as exc:  # noqa: BLE001 - handed to each waiting request
-            _settle(loop, batch.items, exc=exc)
+        items = [item for item in batch.items if not item.future.done()]  # a gone client's are cancelled
+        if len(items) < len(batch.items):
+            self.manager.count("cancelled", len(batch.items) - len(items))
+        if not items:
             return
-        _settle(loop, batch.items, outcomes)
+        try:
+            outcomes = self.run_now(batch.task, batch.settings, items)
+        except BaseException as exc:  # noqa: BLE001 - handed to each waiting request
+            _settle(loop, items, exc=exc)
+            return
+        _settle(loop, items, outcomes)
 
     def run_now(self, task_name: str, settings: Settings, items: list[Pending]) -> list[Outcome]:
         """The texts through the one pipeline: an empty text gives an empty result, a RecordError an error
@@ -158,12 +220,14 @@ class Slot:
             self.manager.count_batch(size)
 
         try:
-            done = pipeline.run_texts(task, [item.text for item in items], self.manager.batch_limit(task_name), on_batch)
+            done = pipeline.run_texts(task, [item.text for item in items], self.batch_limit(task_name, settings), on_batch)
             outcomes = []
             for item, d in zip(items, done):
-                ran = d.error is None and bool(item.text.strip())
+                ran = d.error is None and bool(d.record.text.strip())  # an input may be a (question, context) pair
                 extra = item.finish(task, item.text, d.result) if ran and item.finish is not None else None
                 outcomes.append(Outcome(d.result, d.error, largest if ran else 0, extra))
+                if ran:
+                    self.manager.count_outcome(self, outcomes[-1])  # tokens, for /metrics
         finally:
             if not reusable(settings):
                 task.close()
@@ -175,6 +239,8 @@ class Slot:
             stream.put("done", self.stream_now(task_name, settings, text, stream, finish))
         except BaseException as exc:  # noqa: BLE001 - handed to the reader
             stream.put("error", exc)
+        finally:
+            stream.finished()
 
     def stream_now(self, task_name: str, settings: Settings, text: str, stream: Stream, finish: Finish | None) -> Outcome | None:
         """The text's pieces onto the stream as they are made; its outcome, or None once the reader has gone
@@ -202,7 +268,9 @@ class Slot:
             if result is None:  # the generation was stopped
                 return None
             self.manager.count_batch(1)
-            return Outcome(result, None, 1, finish(task, text, result) if finish is not None else None)
+            outcome = Outcome(result, None, 1, finish(task, text, result) if finish is not None else None)
+            self.manager.count_outcome(self, outcome)
+            return outcome
         finally:
             if not reusable(settings):
                 task.close()
@@ -212,13 +280,11 @@ class Slot:
         """Reuse the last task while (task, settings) stay the same. Only one task is kept per model: building
         a task may set shared tokenizer state (a translation's source language), so the task that runs must
         be the last one built."""
-        from tfx.tasks import make_task
-
         key = (name, settings) if reusable(settings) else None
         if key is not None and key == self._task_key:
             return self._task
         self._drop_task()
-        task = make_task(name, self.loaded, settings)
+        task = self.manager.make_task(self, name, settings)  # on the slot's backend
         if key is not None:
             self._task, self._task_key = task, key
         return task
@@ -230,13 +296,19 @@ class Slot:
         if task is not None:
             task.close()
 
-    def unload_if_idle(self, keep_alive_s: float) -> None:
+    def unload_if_idle(self, keep_alive_s: float, evict: bool = False, why: str = "to make room for another model (--max-models)") -> None:
+        """On the slot's thread, behind its queued work. evict: for another model (--max-models), even
+        with requests waiting here (they load it again)."""
         self.unload_queued = False
+        if evict:
+            self.evicting = False
         with self.lock:
-            waiting = bool(self.open)
-        if self.loaded is None or waiting or time.monotonic() - self.last_used < keep_alive_s:
+            waiting = bool(self.open) or (self.continuous is not None and self.continuous.busy())
+        if self.loaded is None or (not evict and (waiting or time.monotonic() - self.last_used < keep_alive_s)):
             return
         device = self.loaded.device
+        if self.continuous is not None:
+            self.continuous.close()  # the requests in flight finish first
         self._drop_task()
         self.loaded = None
         gc.collect()
@@ -244,16 +316,20 @@ class Slot:
             import torch
 
             torch.cuda.empty_cache()
-        log.info("unloaded %s after %.0f s idle", self.prepared.name, keep_alive_s)
+        if evict:
+            log.info("unloaded %s %s", self.prepared.name, why)
+        else:
+            log.info("unloaded %s after %.0f s idle", self.prepared.name, keep_alive_s)
 
 
 class Stream:
     """Text pieces of one streamed generation, handed from the slot's thread to the event loop."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop):
+    def __init__(self, loop: asyncio.AbstractEventLoop, release: Callable[[], None] | None = None):
         self.loop = loop
         self.queue: asyncio.Queue = asyncio.Queue()
         self.cancelled = threading.Event()
+        self._release = release  # the slot's count of pending inputs, given back once, on the loop
 
     def put(self, kind: str, value: Any) -> None:
         try:
@@ -269,8 +345,18 @@ class Stream:
             if kind != "text":
                 return
 
+    def finished(self) -> None:
+        """From the slot's thread: the work is over, so its input no longer counts as pending."""
+        try:
+            self.loop.call_soon_threadsafe(self.close)
+        except RuntimeError:  # the loop has closed
+            pass
+
     def close(self) -> None:
         self.cancelled.set()
+        release, self._release = self._release, None
+        if release is not None:
+            release()
 
 
 def _settle(loop: asyncio.AbstractEventLoop, items: list[Pending], outcomes: list[Outcome] | None = None, exc: BaseException | None = None) -> None:

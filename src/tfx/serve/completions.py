@@ -33,9 +33,33 @@ def count_usage(task, text: str, result: GenerateResult) -> Usage:
 
 
 def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
-    """The text up to the first stop string, and whether one was found."""
+    """The text up to the first stop string, and whether one was found (str.find: linear in the text)."""
     found = [i for i in (text.find(s) for s in stops if s) if i >= 0]
     return (text[: min(found)], True) if found else (text, False)
+
+
+def _failure(stop: str) -> list[int]:
+    """KMP's failure function: fail[i] is the longest proper prefix of stop[: i + 1] that is also its suffix."""
+    fail, k = [0] * len(stop), 0
+    for i in range(1, len(stop)):
+        while k and stop[i] != stop[k]:
+            k = fail[k - 1]
+        if stop[i] == stop[k]:
+            k += 1
+        fail[i] = k
+    return fail
+
+
+def held_length(text: str, stop: str, fail: list[int]) -> int:
+    """The longest proper prefix of stop that text ends with: what may be a stop string's start. Reads only
+    text's last len(stop) - 1 characters, each once (KMP), so it is linear in the stop's length."""
+    k = 0
+    for ch in text[max(len(text) - len(stop) + 1, 0) :] if len(stop) > 1 else "":
+        while k and (k == len(stop) or stop[k] != ch):
+            k = fail[k - 1]
+        if stop[k] == ch:
+            k += 1
+    return k if k < len(stop) else 0
 
 
 class StopScanner:
@@ -43,16 +67,16 @@ class StopScanner:
     back until the next piece shows whether it is."""
 
     def __init__(self, stops: list[str]):
-        self.stops = [s for s in stops if s]
+        self.stops = [(s, _failure(s)) for s in stops if s]
         self.held = ""
         self.hit = False
 
     def feed(self, piece: str) -> str:
-        text, self.hit = cut_at_stop(self.held + piece, self.stops)
+        text, self.hit = cut_at_stop(self.held + piece, [s for s, _ in self.stops])
         if self.hit:
             self.held = ""
             return text
-        keep = max((k for s in self.stops for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
+        keep = max((held_length(text, s, fail) for s, fail in self.stops), default=0)
         self.held = text[len(text) - keep :] if keep else ""
         return text[: len(text) - keep]
 

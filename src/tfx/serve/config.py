@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 
@@ -12,11 +13,26 @@ DEFAULT_PORT = 8000
 DEFAULT_KEEP_ALIVE = "5m"
 DEFAULT_MAX_TOKENS_CAP = 1024
 DEFAULT_BATCH_WINDOW_MS = 15
+# --batching: continuous (generate requests join the running batch at its next step: transformers'
+# continuous batching, serve.continuous), window (each batch waits DEFAULT_BATCH_WINDOW_MS for company and
+# runs to its end), auto (continuous where the model, device and request allow it, as continuous does,
+# but quietly: window elsewhere).
+BATCHING_MODES = ("auto", "continuous", "window")
+DEFAULT_BATCHING = "window"
 DEFAULT_MAX_BODY = "8M"
 # Bounds a single request cannot go past, whatever the flags: each is a cheap way to make the server
 # allocate a lot (n and num_beams multiply the batch; inputs is the number of records in one request).
 MAX_SEQUENCES = 32
-MAX_INPUTS = 4096
+MAX_INPUTS = 4096  # the default of --max-inputs
+MAX_STOPS = 4  # OpenAI's limit on `stop`
+MAX_STOP_CHARS = 64  # each stop string; transformers matches each against the whole vocabulary
+# The request budget (--max-request-tokens): what one request may ask the model to produce, counted as
+# inputs x sequences (n or num_beams) x new tokens for the generating tasks, and inputs x masks x top_k
+# candidates for fill-mask (inputs x top_k for the other tasks that list candidates).
+DEFAULT_MAX_REQUEST_TOKENS = 32768
+DEFAULT_MAX_TOP_K = 100  # candidates per mask (fill-mask) or per input (the tasks with a top_k)
+DEFAULT_MAX_MASKS = 32  # masks in one fill-mask input
+DEFAULT_MAX_QUEUE = 8192  # inputs waiting or running on one model before new work gets 503
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 _SIZE = re.compile(r"^(\d+)([kmg]i?b?|b)?$")
@@ -39,6 +55,57 @@ class Settings:
     allow_pull: bool = False
     verbose: bool = False
     quiet: bool = False
+    max_inputs: int = MAX_INPUTS
+    max_request_tokens: int = DEFAULT_MAX_REQUEST_TOKENS
+    max_top_k: int = DEFAULT_MAX_TOP_K
+    max_masks: int = DEFAULT_MAX_MASKS
+    max_queue: int = DEFAULT_MAX_QUEUE
+    max_models: int | None = None  # None: no bound on the models resident at once
+    batching: str = DEFAULT_BATCHING  # one of BATCHING_MODES
+    insecure: bool = False  # listen beyond loopback without --api-key
+    engine: str = "local"  # local | ct2 | auto (serve.backends): CTranslate2 for the models and tasks it runs
+    compute_type: str = "auto"  # --engine ct2/auto: int8 on CPU
+
+
+def check(settings: Settings) -> None:
+    """The security defaults and the limits' ranges, before anything starts: a UsageError names the fix."""
+    if not settings.api_key and not settings.insecure and not is_loopback(settings.host):
+        raise UsageError(
+            f"--host {settings.host} is reachable from other machines and the server has no --api-key.",
+            "Add --api-key KEY (or TFX_API_KEY), or --insecure to serve anyone who can reach the port.",
+        )
+    if settings.allow_pull and settings.trust_remote_code:
+        raise UsageError(
+            "--allow-pull with --trust-remote-code would let any client run the code of any Hub repository.",
+            "Drop one: pull the trusted models first (tfx pull) and start with -m, or serve without remote code.",
+        )
+    if settings.engine not in ("local", "ct2", "auto"):
+        raise UsageError(f"--engine {settings.engine} is not one tfx serve has.", "Use local, ct2 or auto.")
+    from tfx.ct2 import COMPUTE_TYPES  # the names only: nothing heavy
+
+    if settings.compute_type not in COMPUTE_TYPES:
+        raise UsageError(f"unknown --compute-type '{settings.compute_type}'.", f"Use one of: {', '.join(COMPUTE_TYPES)}.")
+    if settings.compute_type != "auto" and settings.engine == "local":
+        raise UsageError(f"--compute-type {settings.compute_type} applies to the CTranslate2 backend.", "Add --engine ct2 (or auto), or leave --compute-type out.")
+    if settings.batching not in BATCHING_MODES:
+        raise UsageError(f"unknown --batching '{settings.batching}'.", f"Use one of: {', '.join(BATCHING_MODES)}.")
+    for name in ("max_inputs", "max_request_tokens", "max_top_k", "max_masks", "max_queue"):
+        if getattr(settings, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1.", "Leave it out for the default.")
+    if settings.max_models is not None:
+        if settings.max_models < 1:
+            raise UsageError("--max-models must be at least 1.", "Leave it out for no bound.")
+        if len(set(settings.models)) > settings.max_models:
+            raise UsageError(f"-m names {len(set(settings.models))} models, more than --max-models {settings.max_models}.", "Raise --max-models or name fewer.")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def parse_duration(text: str) -> float | None:

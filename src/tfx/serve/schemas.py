@@ -3,11 +3,11 @@ translation into the task settings of tfx.spec (frozen and hashable: the batcher
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Optional, Union
+from typing import Any, ClassVar, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tfx.serve.config import MAX_INPUTS, MAX_SEQUENCES
+from tfx.serve.config import MAX_SEQUENCES
 from tfx.spec import SETTINGS, GenerateSettings, Settings
 
 SEED_MAX = 2**32 - 1  # numpy, which transformers' set_seed also seeds, takes no more
@@ -24,7 +24,7 @@ def field_name(key: str) -> str:
 
 
 class StreamOptions(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore")
+    model_config = ConfigDict(strict=True, extra="ignore", allow_inf_nan=False)
     include_usage: bool = False
 
 
@@ -32,7 +32,7 @@ class CompletionRequest(BaseModel):
     """OpenAI's /v1/completions body. Unknown fields are ignored as OpenAI-compatible servers do; fields tfx
     cannot honour are refused by `unsupported` rather than silently dropped."""
 
-    model_config = ConfigDict(strict=True, extra="ignore")
+    model_config = ConfigDict(strict=True, extra="ignore", allow_inf_nan=False)  # JSON NaN / Infinity: 422
     model: str = Field(min_length=1)
     prompt: Union[str, list[str]]
     max_tokens: PosInt = Field(None, ge=1)
@@ -102,6 +102,7 @@ class CompletionRequest(BaseModel):
             "repetition_penalty": self.repetition_penalty,
             "no_repeat_ngram_size": self.no_repeat_ngram_size,
             "seed": self.seed,
+            "stop": tuple(s for s in self.stops() if s) or None,  # to transformers' stop_strings
             "continuation_only": True,  # OpenAI returns only the new text; echo puts the prompt back
         }
         return GenerateSettings.from_params(params, field_name)  # type: ignore[return-value]
@@ -112,12 +113,12 @@ class TaskRequest(BaseModel):
     each. Unknown fields are refused, so a misspelt parameter is an error rather than a silent default.
     The fields past these are the task's settings, under the names `Settings.wire()` gives them."""
 
-    model_config = ConfigDict(strict=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(strict=True, extra="forbid", populate_by_name=True, allow_inf_nan=False)
     task: ClassVar[str] = ""
     model: Optional[str] = Field(None, min_length=1)
     revision: Optional[str] = None
     input: Optional[str] = None
-    inputs: Optional[list[str]] = Field(None, min_length=1, max_length=MAX_INPUTS)
+    inputs: Optional[list[str]] = Field(None, min_length=1)  # at most --max-inputs (serve.limits)
     no_truncate: bool = False
 
     def texts(self) -> list[str] | None:
@@ -149,6 +150,7 @@ class GenerateRequest(TaskRequest):
     no_repeat_ngram_size: PosInt = None
     seed: PosInt = Field(None, ge=0, le=SEED_MAX)
     continuation_only: bool = False
+    chat: bool = False  # each input one user turn in the model's chat template (`tfx generate --chat --server`)
     stream: bool = False
 
 
@@ -164,6 +166,7 @@ class TranslateRequest(TaskRequest):
     from_: str = Field("en", alias="from", min_length=1)
     max_new_tokens: PosInt = Field(None, ge=1)
     num_beams: PosInt = Field(None, ge=1, le=MAX_SEQUENCES)
+    split: bool = True  # each input translated sentence by sentence (the server splits; the CLI client does not)
 
     def params(self) -> dict[str, Any]:
         params = super().params()
@@ -176,6 +179,63 @@ class SummarizeRequest(TaskRequest):
     max_new_tokens: PosInt = Field(None, ge=1)
     min_new_tokens: PosInt = Field(None, ge=0)
     num_beams: PosInt = Field(None, ge=1, le=MAX_SEQUENCES)
+    strategy: Literal["map-reduce", "truncate"] = "map-reduce"  # input past the context: in parts, or its start
 
 
-TASK_REQUESTS: dict[str, type[TaskRequest]] = {r.task: r for r in (GenerateRequest, FillMaskRequest, TranslateRequest, SummarizeRequest)}
+class ClassifyRequest(TaskRequest):
+    task: ClassVar[str] = "classify"
+    top_k: PosInt = Field(None, ge=1)
+    labels: Union[str, list[str], None] = None  # zero-shot candidate labels: "a,b" or a list
+    hypothesis_template: Optional[str] = None
+    multi_label: bool = False
+
+
+class NerRequest(TaskRequest):
+    task: ClassVar[str] = "ner"
+    aggregate: str = "simple"
+
+
+class QaPair(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+    question: str
+    context: str
+
+
+QaInput = Union[str, QaPair, tuple[str, str]]  # a question (the request's `context` applies), or a pair
+
+
+class QaRequest(TaskRequest):
+    """inputs: questions asked against `context`, or {question, context} objects, or [question, context]
+    pairs (what `tfx qa --server` sends for jsonl records that carry their own context)."""
+
+    task: ClassVar[str] = "qa"
+    input: Optional[QaInput] = None
+    inputs: Optional[list[QaInput]] = Field(None, min_length=1)
+    context: Optional[str] = None
+    top_k: PosInt = Field(None, ge=1)
+    max_answer_length: int = Field(30, ge=1)
+    stride: PosInt = Field(None, ge=0)
+
+    def texts(self) -> list | None:
+        texts = super().texts()
+        return None if texts is None else [(t.question, t.context) if isinstance(t, QaPair) else t for t in texts]
+
+
+class EmbedRequest(TaskRequest):
+    task: ClassVar[str] = "embed"
+    normalize: Optional[bool] = None
+    dimensions: PosInt = Field(None, ge=1)
+
+
+class RankRequest(TaskRequest):
+    """Each input scored against `query` (the scores come back in input order; `tfx rank` sorts them)."""
+
+    task: ClassVar[str] = "rank"
+    query: str = Field(min_length=1)
+    cross_encoder: bool = False
+    top_k: PosInt = Field(None, ge=1)
+
+
+TASK_REQUESTS: dict[str, type[TaskRequest]] = {
+    r.task: r for r in (GenerateRequest, FillMaskRequest, TranslateRequest, SummarizeRequest, ClassifyRequest, NerRequest, QaRequest, EmbedRequest, RankRequest)
+}

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import errno
-import ipaddress
 import logging
 import socket
 import sys
 
 from tfx.errors import TfxError
-from tfx.serve.config import Settings
+from tfx.serve.config import Settings, check, is_loopback
 
 log = logging.getLogger("tfx")
 
 
 def serve(settings: Settings) -> int:
+    check(settings)  # the security defaults: before any import, load or bind
     try:
         import uvicorn  # heavy: only when a server really starts
 
@@ -30,8 +30,8 @@ def serve(settings: Settings) -> int:
         manager.preload(name)
     sock = bind(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
-    if not settings.api_key and not _is_loopback(settings.host):
-        log.warning("listening on %s without --api-key: anyone who can reach this port can run models", settings.host)
+    if not settings.api_key and not is_loopback(settings.host):  # only with --insecure
+        log.warning("listening on %s without --api-key (--insecure): anyone who can reach this port can run models", settings.host)
     url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     # One line a script (or a test) can wait for; with --port 0 it is the only place the port is told.
     print(f"tfx: serving on {url} (device {device}; models: {', '.join(settings.models) or 'loaded on first use'})", file=sys.stderr, flush=True)
@@ -60,11 +60,3 @@ def bind(host: str, port: int) -> socket.socket:
     sock.set_inheritable(True)
     return sock
 
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

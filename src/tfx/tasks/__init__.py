@@ -14,6 +14,11 @@ TASK_CLASSES = {
     "fill-mask": ("tfx.tasks.fill_mask", "FillMask"),
     "translate": ("tfx.tasks.seq2seq", "Translate"),
     "summarize": ("tfx.tasks.seq2seq", "Summarize"),
+    "classify": ("tfx.tasks.classify", "Classify"),  # also zero-shot (--labels)
+    "ner": ("tfx.tasks.ner", "Ner"),
+    "qa": ("tfx.tasks.qa", "Qa"),
+    "embed": ("tfx.tasks.embed", "Embed"),
+    "rank": ("tfx.tasks.rank", "Rank"),
 }
 
 
@@ -37,6 +42,13 @@ def open_task(spec: RunSpec, device: str | None = None, prepared: Any = None):
     from tfx import devices, loading
 
     prepared = prepared or loading.prepare(spec.model, spec.task, spec.settings, spec.revision)
+    if getattr(spec, "backend", "transformers") != "transformers":  # CTranslate2 (tfx.tasks.ct2), or auto
+        from tfx.tasks.ct2 import open_ct2
+
+        task = open_ct2(spec, prepared, device)
+        if task is not None:
+            return task
+        spec = spec.replace(dtype="auto") if spec.backend == "auto" else spec
     device = devices.pick_device(device or spec.device)
     dtype = devices.pick_dtype(spec.dtype, device)
     loaded = loading.load(prepared, device, dtype, spec.trust_remote_code, spec.verbose, fast=uses_fast(spec))

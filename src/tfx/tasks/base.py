@@ -46,6 +46,15 @@ class Task:
         """A cheap length estimate used to group similar inputs into one batch."""
         return len(text)
 
+    # The pipeline cuts a text longer than `max_chars` characters before it is tokenized (pipeline.clip),
+    # keeping its start, or its end where keep == "end"; a task may override `char_window` instead.
+    keep = "start"
+
+    @property
+    def max_chars(self) -> int | None:
+        limit = getattr(self, "limit", None) or context_length(self.loaded.config) or 512
+        return limit * CHARS_PER_TOKEN
+
     def run(self, texts: list[str]) -> list[Result]:
         raise NotImplementedError
 
@@ -92,6 +101,17 @@ def stream_from(work: Callable[[Callable[[str], None]], Result]) -> Iterator[Tex
     finally:
         cancelled.set()
         thread.join()  # at most one more token: the model serves one generation at a time
+
+
+# Characters kept per token of context when the pipeline cuts a text before tokenizing: natural text runs
+# 1-2 characters a token (CJK) to ~4.5 (English, GPT-2's BPE), code ~3, so a cut at 32 keeps at least 7x
+# what the model reads; only runs of one character or of whitespace (which tokenizers collapse) can lose
+# text the model would have seen, and the record is then marked truncated and named on stderr. It bounds
+# the work before the model: 1,024 tokens of context -> 32 KiB of text to tokenize, not 8 MB.
+CHARS_PER_TOKEN = 32
+# Tasks that read all of a long input (translate, split into sentences; summarize, map-reduce) take up
+# to this many contexts' worth of characters (BART: 2 M characters, ~64 chunk summaries).
+LONG_CONTEXTS = 64
 
 
 def context_length(config: dict[str, Any]) -> int | None:

@@ -71,6 +71,18 @@ class FillMask(Task):
             raise UsageError("--targets is empty.", "Give comma-separated words, e.g. --targets capital,city.")
         return ids
 
+    def char_window(self, text: str, limit: int) -> tuple[int, int]:
+        """What pipeline.clip keeps of a text too long to tokenize whole: `limit` characters centred on its
+        masks (all of them, from the first to the last, when they are further apart: check() refuses that)."""
+        found = [m.span() for m in self.masks.finditer(text)]
+        if not found:
+            return 0, limit
+        first, last = found[0][0], found[-1][1]
+        if last - first > limit:  # check() refuses it, without tokenizing
+            return first, last
+        start = max(0, min(first - (limit - (last - first)) // 2, len(text) - limit))
+        return start, start + limit
+
     def normalize(self, text: str) -> str:
         return text.replace(GENERIC_MASK, self.mask) if self.mask != GENERIC_MASK else text
 
@@ -79,6 +91,9 @@ class FillMask(Task):
             raise RecordError(f"no mask in the input; write {GENERIC_MASK} where the missing word goes")
         if len(text.encode("utf-8")) + 2 <= self.limit:
             return  # every token is at least one byte: it fits
+        spans = [m.span() for m in self.masks.finditer(text)]
+        if spans[-1][1] - spans[0][0] > self.max_chars:
+            raise RecordError(f"its masks are {spans[-1][1] - spans[0][0]:,} characters apart, more than the model reads at once; split the text")
         ids = self.tokenizer(self.normalize(text))["input_ids"]
         if not self.truncate and len(ids) > self.limit:
             raise too_long("model's input", len(ids), self.limit)
@@ -99,7 +114,7 @@ class FillMask(Task):
             self._wrap = (full[:at], full[at + len(bare) :])
         return self._wrap
 
-    def _encode(self, texts: list[str]) -> tuple[list[list[int]], list[bool]]:
+    def _encode(self, texts: list[str]) -> tuple[list[list[int]], list[int]]:
         """Token ids with the model's special tokens; a text past the limit keeps a window around its
         masks (never cutting a mask out) and is marked truncated."""
         prefix, suffix = self._wrapping()
@@ -107,12 +122,11 @@ class FillMask(Task):
         room = self.limit - len(prefix) - len(suffix)
         out, cut = [], []
         for text, row in zip(texts, rows):
-            cut.append(len(row) > room)
+            cut.append(max(len(row) - room, 0))  # tokens dropped (the pipeline reports them)
             if cut[-1]:
                 masks = [i for i, t in enumerate(row) if t == self.tokenizer.mask_token_id]
                 first, last = (masks[0], masks[-1]) if masks else (0, 0)
                 start = max(0, min(first - (room - (last - first + 1)) // 2, len(row) - room))
-                log.warning("input %r is %d tokens; keeping %d around its masks (the model's limit)", text[:40], len(row), room)
                 row = row[start : start + room]
             out.append(prefix + row + suffix)
         return out, cut
@@ -144,7 +158,8 @@ class FillMask(Task):
         for text, count in zip(texts, counts):
             preds = [self._candidates(scores[row + j], indices[row + j]) for j in range(count)]
             row += count
-            results.append(FillMaskResult(self._fill(text, [p[0]["token"] for p in preds]), cut[len(results)], preds, self.top_k is not None))
+            dropped = cut[len(results)]
+            results.append(FillMaskResult(self._fill(text, [p[0]["token"] for p in preds]), dropped > 0, preds, self.top_k is not None, dropped_tokens=dropped))
         return results
 
     def _candidates(self, scores, indices) -> list[dict[str, Any]]:

@@ -3,12 +3,17 @@ Greedy decoding of GPT-2 models goes to the fast path (tfx.fast) where it gives 
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from tfx import registry
+from tfx.errors import UsageError
 from tfx.results import GenerateResult, Result, TextChunk
 from tfx.spec import GenerateSettings
-from tfx.tasks.base import Task, context_length, log, stream_from, too_long
+from tfx.tasks import chat
+from tfx.tasks.base import Task, context_length, stream_from, too_long
 
 # Used only when neither the user nor the model's generation_config.json sets a length.
 DEFAULT_MAX_NEW_TOKENS = 50
@@ -18,22 +23,26 @@ class Generate(Task):
     name = "generate"
     batch_sizes = (32, 64)
     settings: GenerateSettings
+    keep = "end"  # a prompt too long for the model keeps its end, where generation goes on
 
     def __init__(self, loaded, settings: GenerateSettings):
         # loaded.model and loaded.tokenizer are touched only when transformers is needed: the fast path
         # must not import it.
         super().__init__(loaded, settings)
         self.seq2seq = loaded.family == registry.ENCODER_DECODER
-        self.kwargs = settings.generate_kwargs()
-        if not settings.sets_length(loaded.generation_defaults):
-            self.kwargs["max_new_tokens"] = DEFAULT_MAX_NEW_TOKENS
+        self.kwargs = length_kwargs(settings, loaded.generation_defaults)
+        check_room(self.kwargs, loaded.config, loaded.family)
+        if settings.stop:  # transformers' StopStringCriteria; the fast path does not take them
+            self.kwargs["stop_strings"] = list(settings.stop)
         fast = loaded.fast
         self.fast = fast if fast is not None and fast.takes(self.kwargs) else None
         self.tokenizer = self._setup_tokenizer(self.fast.tokenizer if self.fast is not None else loaded.tokenizer)
         self.truncate = not settings.no_truncate
         self.context = None if self.seq2seq else context_length(loaded.config)
-        if settings.seed is not None:
-            _set_seed(settings.seed, light=self.fast is not None)
+        self.seeded = Seeded(settings.seed, self.device) if settings.seed is not None else None
+        self.sampling = settings.sampling(loaded.generation_defaults)
+        if settings.chat:
+            chat.check_template(loaded.tokenizer, loaded.name)
 
     def _setup_tokenizer(self, tok):
         if tok.pad_token is None and tok.eos_token is not None:
@@ -55,30 +64,35 @@ class Generate(Task):
     def check(self, text: str) -> None:
         limit = self._prompt_limit()
         if not self.truncate and limit is not None:
-            n = len(self.tokenizer(text)["input_ids"])
+            n = len(self.tokenizer(self.chat_prompts([text])[0])["input_ids"])
             if n > limit:
                 raise too_long("prompt", n, limit)
 
     def run(self, texts: list[str]) -> list[GenerateResult]:
-        return self._run(texts)
+        return self._run(self.chat_prompts(texts))
+
+    def chat_prompts(self, texts: list[str]) -> list[str]:
+        """--chat: each text is one user turn, rendered by the model's chat template (tfx.tasks.chat)."""
+        if not self.settings.chat:
+            return texts
+        return [chat.render(self.loaded.tokenizer, chat.user_turn(t), self.loaded.name, self.tokenizer) for t in texts]
 
     def stream(self, text: str) -> Iterator[TextChunk | Result]:
         if not self.settings.streamable(self.loaded.generation_defaults):
             yield from super().stream(text)
             return
-        yield from stream_from(lambda on_text: self._run([text], on_text)[0])
+        yield from stream_from(lambda on_text: self._run(self.chat_prompts([text]), on_text)[0])
 
     def _run(self, texts: list[str], on_text: Callable[[str], None] | None = None) -> list[GenerateResult]:
         import torch
 
         ids = self.tokenizer(texts)["input_ids"]
         limit = self._prompt_limit()
-        cut = [False] * len(texts)
+        cut = [0] * len(texts)  # tokens dropped from the start of each prompt (the pipeline reports them)
         if limit is not None:
             for i, row in enumerate(ids):
                 if len(row) > limit:
-                    log.warning("prompt %r is %d tokens; keeping its last %d to leave room for the new tokens", texts[i][:40], len(row), limit)
-                    ids[i], cut[i] = row[-limit:], True
+                    ids[i], cut[i] = row[-limit:], len(row) - limit
         if self.fast is not None:
             out = self.fast.generate(ids, self.kwargs, on_text)
             if out is not None:
@@ -90,12 +104,21 @@ class Generate(Task):
         kwargs = dict(self.kwargs)
         if on_text is not None and len(texts) == 1:
             kwargs["streamer"] = _callback_streamer(self.tokenizer, on_text)
-        with torch.inference_mode():
+        if "stop_strings" in kwargs:
+            kwargs["tokenizer"] = self.tokenizer
+        with self._drawing(), torch.inference_mode():
             out = self.loaded.model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **kwargs)
         width = 0 if self.seq2seq else batch["input_ids"].shape[1]
         return self._results(texts, ids, out, width, kwargs.get("num_return_sequences", 1), cut)
 
-    def _results(self, texts, ids, out, width: int, n: int, cut: list[bool]) -> list[GenerateResult]:
+    def _drawing(self):
+        """The random numbers of this generation: the task's own seeded stream, alone on torch's generators;
+        unseeded sampling shares them; greedy and beam search draw none."""
+        if self.seeded is not None:
+            return self.seeded.drawing()
+        return RNG.shared() if self.sampling else contextlib.nullcontext()
+
+    def _results(self, texts, ids, out, width: int, n: int, cut: list[int]) -> list[GenerateResult]:
         results = []
         for i, text in enumerate(texts):
             sequences = [self._decode(ids[i], row[width:].tolist(), text) for row in out[i * n : (i + 1) * n]]
@@ -104,7 +127,8 @@ class Generate(Task):
                     output=sequences[0][0],
                     outputs=[s[0] for s in sequences] if n > 1 else None,
                     generated_tokens=sum(s[1] for s in sequences),
-                    truncated=cut[i],
+                    truncated=cut[i] > 0,
+                    dropped_tokens=cut[i],
                 )
             )
         return results
@@ -121,21 +145,99 @@ class Generate(Task):
         return (continuation if self.settings.continuation_only else prompt + continuation), count
 
 
-def _set_seed(seed: int, light: bool) -> None:
-    """transformers.set_seed's effect (python, numpy, torch), without importing transformers on the fast path."""
-    if not light:
-        from transformers import set_seed
+def length_kwargs(settings: GenerateSettings, defaults: dict[str, Any]) -> dict[str, Any]:
+    """generate's kwargs: what the user set, and tfx's default length when neither the user nor the model's
+    generation_config.json chose one."""
+    kwargs = settings.generate_kwargs()
+    if not settings.sets_length(defaults):
+        kwargs["max_new_tokens"] = DEFAULT_MAX_NEW_TOKENS
+    return kwargs
 
-        set_seed(seed)
+
+def check_room(kwargs: dict[str, Any], config: dict[str, Any], family: str) -> None:
+    """A decoder-only model attends to at most its context: new tokens that leave no room for one prompt
+    token, or a total length past it, would index positions it does not have. The CLI and the server
+    both refuse them (the prompt is never cut to nothing to make room)."""
+    context = None if family == registry.ENCODER_DECODER else context_length(config)
+    if context is None:
         return
-    import random
+    new, total = kwargs.get("max_new_tokens"), kwargs.get("max_length")
+    if new is not None and new >= context:
+        raise UsageError(f"--max-new-tokens {new} leaves no room for the prompt: the model's context is {context} tokens.", f"Ask for at most {context - 1} new tokens.")
+    if total is not None and total > context:
+        raise UsageError(f"--max-length {total} is past the model's context of {context} tokens.", f"Use --max-length {context} or less.")
 
-    import numpy
-    import torch
 
-    random.seed(seed)
-    numpy.random.seed(seed)
-    torch.manual_seed(seed)
+class _Gate:
+    """torch's default generators are process-wide and transformers samples from them, on every model's
+    thread. A seeded generation holds them alone; unseeded sampling shares them. Waiting seeded work goes
+    first, so a stream of unseeded requests cannot starve it."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._sharing = 0
+        self._alone = False
+        self._waiting = 0
+
+    @contextlib.contextmanager
+    def shared(self):
+        with self._cond:
+            self._cond.wait_for(lambda: not self._alone and not self._waiting)
+            self._sharing += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._sharing -= 1
+                self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def alone(self):
+        with self._cond:
+            self._waiting += 1
+            self._cond.wait_for(lambda: not self._alone and not self._sharing)
+            self._waiting -= 1
+            self._alone = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._alone = False
+                self._cond.notify_all()
+
+
+RNG = _Gate()
+
+
+class Seeded:
+    """One task's random numbers: torch.manual_seed(seed)'s stream, continued across the task's batches,
+    without touching the process's generators (forked around each generation and restored after)."""
+
+    def __init__(self, seed: int, device: str):
+        self.seed, self.device = seed, device
+        self.state: tuple[Any, Any] | None = None
+
+    @contextlib.contextmanager
+    def drawing(self):
+        import torch
+
+        cuda = self.device.startswith("cuda")
+        index = torch.device(self.device).index if cuda else None
+        if cuda and index is None:
+            index = torch.cuda.current_device()
+        with RNG.alone(), torch.random.fork_rng(devices=[index] if cuda else []):
+            if self.state is None:
+                torch.default_generator.manual_seed(self.seed)
+                if cuda:
+                    torch.cuda.default_generators[index].manual_seed(self.seed)
+                elif self.device != "cpu":  # mps and the rest: seeded as transformers.set_seed would
+                    torch.manual_seed(self.seed)
+            else:
+                torch.set_rng_state(self.state[0])
+                if cuda:
+                    torch.cuda.set_rng_state(self.state[1], index)
+            yield
+            self.state = (torch.get_rng_state(), torch.cuda.get_rng_state(index) if cuda else None)
 
 
 def _callback_streamer(tokenizer, on_text):

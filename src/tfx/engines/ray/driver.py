@@ -39,7 +39,7 @@ def run(spec: RunSpec) -> int:
             replicas, pool = replica_pool(ray, spec)
             device = replica_device(spec)
             batch_size = batch_size_for(spec, device)
-            shards, shard_rows = inputs.plan(batch_size * pipeline.WINDOW_BATCHES, replicas)
+            shards, shard_rows = inputs.plan(batch_size * pipeline.window_batches(spec.task), replicas)
             collector = Collector(spec, inputs, replicas)
             if not shards:
                 return collector.collect(None)

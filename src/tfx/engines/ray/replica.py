@@ -25,7 +25,7 @@ class Replica:
     def __init__(self, spec: RunSpec, device: str, batch_size: int, out_fs, out_dir: str):
         self.spec, self.out_fs, self.out_dir = spec, out_fs, out_dir
         self.batch_size = batch_size  # the driver's, so that its shards hold whole windows of this replica
-        self.window = batch_size * pipeline.WINDOW_BATCHES
+        self.window = batch_size * pipeline.window_batches(spec.task)
         self.seed = getattr(spec.settings, "seed", None)
         self.writer = io.Writer("jsonl", model=spec.model)
         self.warnings = capture_logging(spec)

@@ -1,0 +1,104 @@
+"""The CTranslate2 backend (`--engine ct2`): a model converted once from its cached snapshot, then run by
+CTranslate2 with tokenization through `tokenizers` / sentencepiece, so a run whose conversion exists never
+imports torch or transformers.
+
+    store    the converted copies beside the hub cache ($HF_HOME/ctranslate2/...), lock + temp + rename
+    convert  TransformersConverter with the transformers-5 shims (the only module importing transformers)
+    text     tokenizers straight from tokenizer.json or the sentencepiece models
+    options  the explicit mapping from a generation config to CTranslate2's options (pure Python)
+    runner   the Generator / Translator wrappers
+
+Importing this package imports nothing heavy; `require()` imports ctranslate2 with a one-line install hint."""
+
+from __future__ import annotations
+
+import os
+
+from tfx.errors import TfxError, UsageError
+
+# model_type -> tasks the ct2 backend runs it for (measured token-identical on tfx's tiny models).
+MODEL_TYPES = {
+    "gpt2": ("generate",),
+    "t5": ("translate", "summarize"),
+    "bart": ("summarize",),
+    "marian": ("translate",),
+}
+CPU_COMPUTE_TYPES = ("int8", "int8_float32", "float32", "int16")
+CUDA_COMPUTE_TYPES = ("int8", "int8_float32", "float32", "int16", "float16", "bfloat16", "int8_float16", "int8_bfloat16")
+COMPUTE_TYPES = ("auto", *CUDA_COMPUTE_TYPES)
+INSTALL_HINT = 'Install it with: pip install "tfx-cli[ct2]" (or pip install "ctranslate2>=4.8,<5").'
+
+
+class Unsupported(TfxError):
+    """A model or a setting the ct2 backend cannot run with transformers' result (--engine auto falls back)."""
+
+    def __init__(self, message: str, hint: str | None = "Use --engine auto to fall back to transformers, or --engine local."):
+        super().__init__(message if message.endswith(".") else message + ".", hint)
+
+
+def require():
+    """ctranslate2, or a one-line error naming the install command."""
+    try:
+        import ctranslate2
+    except ImportError:
+        raise Unsupported("--engine ct2 needs the ctranslate2 package, which is not installed.", INSTALL_HINT) from None
+    return ctranslate2
+
+
+def version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("ctranslate2")
+    except metadata.PackageNotFoundError:
+        raise Unsupported("--engine ct2 needs the ctranslate2 package, which is not installed.", INSTALL_HINT) from None
+
+
+def unsupported_model(model_type: str, task: str) -> str | None:
+    tasks = MODEL_TYPES.get(model_type)
+    if tasks is None:
+        known = ", ".join(sorted(MODEL_TYPES))
+        return f"the ct2 backend does not run {model_type or 'this'} models (it runs: {known})"
+    if task not in tasks:
+        return f"the ct2 backend runs {model_type} models for {', '.join(tasks)}, not {task}"
+    return None
+
+
+def pick_device(requested: str) -> tuple[str, int]:
+    """(cpu | cuda, index) from --device, without torch: auto is CUDA when CTranslate2 sees a GPU."""
+    requested = (requested or "auto").strip().lower()
+    if requested == "mps":
+        raise Unsupported("CTranslate2 does not run on mps.", "Use --device cpu, or --engine local.")
+    if requested == "cpu":
+        return "cpu", 0
+    cuda = require().get_cuda_device_count()
+    if requested == "auto":
+        return ("cuda", 0) if cuda else ("cpu", 0)
+    if requested.startswith("cuda"):
+        index = int(requested.split(":")[1]) if ":" in requested else 0
+        if index < cuda:
+            return "cuda", index
+        raise TfxError(f"device {requested} is not available to CTranslate2 here ({cuda} CUDA devices).", "Use --device cpu or auto.")
+    raise UsageError(f"unknown device '{requested}'.", "Use auto, cpu, cuda or cuda:N.")
+
+
+def pick_compute_type(requested: str, device: str) -> str:
+    """auto: int8 on CPU, int8_float16 on CUDA. The rest as asked, where the device supports it."""
+    requested = (requested or "auto").strip().lower()
+    if requested not in COMPUTE_TYPES:
+        raise UsageError(f"unknown --compute-type '{requested}'.", f"Use one of: {', '.join(COMPUTE_TYPES)}.")
+    if requested == "auto":
+        return "int8" if device == "cpu" else "int8_float16"
+    allowed = CPU_COMPUTE_TYPES if device == "cpu" else CUDA_COMPUTE_TYPES
+    if requested not in allowed:
+        raise UsageError(f"--compute-type {requested} needs a CUDA device.", f"On CPU use one of: {', '.join(CPU_COMPUTE_TYPES)}.")
+    return requested
+
+
+def threads() -> int:
+    """The cores this process was given (its CPU affinity), for intra_threads; inter_threads stays 1.
+    Nothing here sets CT2_USE_MKL: CTranslate2 picks its own GEMM backend (forcing MKL on AMD CPUs is slow)."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except (AttributeError, OSError):
+        return max(os.cpu_count() or 1, 1)

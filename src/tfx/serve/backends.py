@@ -1,0 +1,103 @@
+"""Which backend runs a model on the server (`tfx serve --engine local|ct2|auto`): transformers, or CTranslate2
+for the models and tasks the ct2 backend runs (tfx.ct2.MODEL_TYPES: generate on GPT-2, translate and
+summarize on T5, BART, Marian); every other model and task on that server keeps using transformers. A ct2
+slot holds the converted model (tasks.ct2.load_ct2) and builds the ct2 tasks on it.
+
+Settings CTranslate2 cannot run with transformers' result are found before anything is queued (`route`):
+with --engine ct2 they are a 400 naming the setting; with --engine auto that request runs on the same model
+under transformers (a slot of its own), noted once in the log."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from tfx import loading
+from tfx.serve.config import Settings
+
+log = logging.getLogger("tfx")
+ENGINES = ("local", "ct2", "auto")
+CT2, TRANSFORMERS = "ct2", "transformers"
+
+
+class Backends:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.engine = settings.engine
+        self._check_tokenizers: dict[str, Any] = {}  # snapshot path -> a tokenizer for settings checks only
+        self._noted: set[tuple[str, str]] = set()
+        if self.engine != "local":
+            from tfx import ct2
+
+            try:
+                ct2.require()
+            except ct2.Unsupported:
+                if self.engine == "ct2":
+                    raise
+                log.warning("--engine auto: ctranslate2 is not installed, every model runs on transformers")
+                self.engine = "local"
+            else:
+                ct2.pick_compute_type(settings.compute_type, ct2.pick_device(settings.device)[0])  # a bad value fails at start
+
+    def of(self, prepared: loading.Prepared) -> str:
+        """The backend a model runs on for its task, before any request's settings."""
+        if self.engine == "local":
+            return TRANSFORMERS
+        from tfx import ct2
+        from tfx.tasks.ct2 import check_model
+
+        try:
+            check_model(prepared)
+        except ct2.Unsupported:
+            return TRANSFORMERS
+        return CT2
+
+    def preferred(self, config: dict, tasks: tuple[str, ...]) -> list[str]:
+        """Tasks in the order -m tries them: with ct2, those CTranslate2 runs for this model first, so the
+        model loaded at start is the one that will serve them."""
+        if self.engine == "local":
+            return list(tasks)
+        from tfx import ct2
+
+        runs = ct2.MODEL_TYPES.get(config.get("model_type", ""), ())
+        return sorted(tasks, key=lambda task: task not in runs)
+
+    def route(self, prepared: loading.Prepared, wanted) -> str:
+        """The backend for one request: ct2 where the model's backend is ct2 and it runs these settings exactly."""
+        backend = self.of(prepared)
+        if backend != CT2 or wanted is None:
+            return backend
+        from tfx import ct2
+        from tfx.tasks.ct2 import check_settings, ct2_tokenizer
+
+        key = str(prepared.resolved.path)
+        tokenizer = self._check_tokenizers.get(key)
+        if tokenizer is None:
+            tokenizer = self._check_tokenizers[key] = ct2_tokenizer(prepared)
+        try:
+            check_settings(prepared, prepared.task, wanted, tokenizer)
+        except ct2.Unsupported as exc:
+            if self.engine == CT2:
+                raise
+            if (key, exc.message) not in self._noted:
+                self._noted.add((key, exc.message))
+                log.warning("--engine auto: %s runs on transformers for this request (%s)", prepared.name, exc.message)
+            return TRANSFORMERS
+        return CT2
+
+    def load(self, prepared: loading.Prepared, backend: str, device: str, dtype) -> loading.Loaded:
+        s = self.settings
+        if backend == CT2:
+            from tfx.tasks.ct2 import load_ct2
+
+            return load_ct2(prepared, s.device, s.compute_type, s.trust_remote_code, s.verbose)
+        return loading.load(prepared, device, dtype, s.trust_remote_code, s.verbose)
+
+    def make_task(self, backend: str, name: str, loaded: loading.Loaded, settings):
+        if backend == CT2:
+            from tfx.tasks.ct2 import CT2_TASKS
+
+            return CT2_TASKS[name](loaded, settings)
+        from tfx.tasks import make_task
+
+        return make_task(name, loaded, settings)
