@@ -257,3 +257,18 @@ def test_embed_same_records_as_local(env, cluster, tmp_path):
     r = tfx(*args, "--engine", "ray", "--ray-address", cluster, "--output", str(out), env=env, timeout=180)
     assert r.code == 0, r.err
     assert ray_output(out) == expected
+
+
+def test_qa_records_carry_their_own_context_on_a_cluster(env, cluster, tmp_path):
+    """jsonl {question, context}: the context travels with its record to the replica, as locally."""
+    import tiny_retrieval as tr
+
+    src = tmp_path / "qa.jsonl"
+    src.write_text("".join(json.dumps({"question": q, "context": c, "id": i}) + "\n" for i, (q, c, _) in enumerate(tr.QA_CASES * 3)))
+    args = ["qa", "-m", "tfx-test/tiny-squad", "--input", str(src), "--input-format", "jsonl"]
+    expected, _, code = local(env, *args)
+    assert code == 0 and [json.loads(line)["output"] for line in expected.splitlines()] == [a for _, _, a in tr.QA_CASES * 3]
+    out = tmp_path / "out"
+    r = tfx(*args, "--engine", "ray", "--ray-address", cluster, "--output", str(out), env=env, timeout=180)
+    assert r.code == 0, r.err
+    assert ray_output(out) == expected

@@ -48,7 +48,7 @@ def run(spec: RunSpec) -> int:
 
             # One read task per shard, none of them split: a shard reaches one replica in one piece.
             # Reading takes no CPU from the replicas, and a few readers keep up with them.
-            source = shard_source(inputs, shards)
+            source = shard_source(inputs, shards, pipeline.input_fields(spec.task))
             ds = ray.data.read_datasource(source, num_cpus=0, concurrency=min(replicas, MAX_READERS), override_num_blocks=len(shards))
             ds = ds.map_batches(
                 Replica,

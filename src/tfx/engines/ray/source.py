@@ -1,6 +1,7 @@
 """--engine ray's reading: a Ray Data datasource with one read task per shard, each parsing its records with
 tfx.io's own reader (so a bad line gets the local engine's error), and the Arrow block those records travel
-in to a replica: rows of (src, line, text, extra, error), and back into io.Records there."""
+in to a replica: rows of (src, line, text, pair, extra, error), and back into io.Records there. `fields` are
+the task's JSONL fields (qa reads "question" and "context"), as a local run reads them."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from tfx.engines.ray.inputs import Inputs, Shard, compression, is_parquet
 STREAM_BLOCK = 10_000  # records per block when a compressed file streams through
 
 
-def shard_source(inputs: Inputs, shards: list[Shard]):
+def shard_source(inputs: Inputs, shards: list[Shard], fields: io.Fields = io.TEXT_FIELDS):
     """The datasource. One task gives one block, so a shard reaches one replica whole."""
     from ray.data.block import BlockMetadata
     from ray.data.datasource import Datasource, ReadTask
@@ -28,7 +29,7 @@ def shard_source(inputs: Inputs, shards: list[Shard]):
             return None
 
         def get_read_tasks(self, parallelism, per_task_row_limit=None, data_context=None):
-            return [ReadTask(lambda s=s: read_shard(fs, paths[s.src], s, input_format), metadata(s)) for s in shards]
+            return [ReadTask(lambda s=s: read_shard(fs, paths[s.src], s, input_format, fields), metadata(s)) for s in shards]
 
     def metadata(s: Shard):
         return BlockMetadata(num_rows=s.rows, size_bytes=None, exec_stats=None, input_files=(paths[s.src],))
@@ -36,7 +37,7 @@ def shard_source(inputs: Inputs, shards: list[Shard]):
     return Shards()
 
 
-def read_shard(fs, path: str, shard: Shard, input_format: str):
+def read_shard(fs, path: str, shard: Shard, input_format: str, fields: io.Fields = io.TEXT_FIELDS):
     from io import BufferedReader, BytesIO
 
     if is_parquet(path):
@@ -44,14 +45,14 @@ def read_shard(fs, path: str, shard: Shard, input_format: str):
         return
     if shard.rows is None:  # compressed: no seeking, the whole file streams through one task
         with fs.open_input_stream(path, compression=compression(path)) as handle:
-            records = io.read_records([], None, input_format, stdin=BufferedReader(handle))
+            records = io.read_records([], None, input_format, stdin=BufferedReader(handle), fields=fields)
             while chunk := list(itertools.islice(records, STREAM_BLOCK)):
                 yield records_block(shard.src, 1, chunk)
         return
     with fs.open_input_file(path) as handle:
         handle.seek(shard.start)
         data = handle.read() if shard.stop is None else handle.read(shard.stop - shard.start)
-    yield records_block(shard.src, shard.first, io.read_records([], None, input_format, stdin=BytesIO(data)))
+    yield records_block(shard.src, shard.first, io.read_records([], None, input_format, stdin=BytesIO(data), fields=fields))
 
 
 def parquet_records(fs, path: str, group: int):
@@ -76,6 +77,7 @@ def records_block(src: int, first: int, records):
         "src": pa.array([src] * len(records), pa.int64()),
         "line": pa.array([first + r.line - 1 for r in records], pa.int64()),
         "text": pa.array([r.text for r in records], pa.string()),
+        "pair": pa.array([r.pair for r in records], pa.string()),
         "extra": pa.array(extra, pa.string()),
         "error": pa.array([r.error for r in records], pa.string()),
     })  # fmt: skip
@@ -84,6 +86,6 @@ def records_block(src: int, first: int, records):
 def block_records(batch) -> tuple[list[int], list[io.Record]]:
     """A replica's batch back into (file numbers, records), each record indexed by its place in the batch."""
     src, lines = batch.column("src").to_pylist(), batch.column("line").to_pylist()
-    columns = zip(lines, *(batch.column(c).to_pylist() for c in ("text", "extra", "error")))
-    records = [io.Record(i, line, text, json.loads(extra) if extra else {}, error) for i, (line, text, extra, error) in enumerate(columns)]
+    columns = zip(lines, *(batch.column(c).to_pylist() for c in ("text", "pair", "extra", "error")))
+    records = [io.Record(i, line, text, json.loads(extra) if extra else {}, error, pair=pair) for i, (line, text, pair, extra, error) in enumerate(columns)]
     return src, records
