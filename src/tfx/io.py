@@ -11,6 +11,7 @@ import stat
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, Any
 
 from tfx.results import Result
@@ -281,6 +282,16 @@ class Writer:
 
     def finish(self) -> None:
         """After the last record: a writer that holds records back (rank sorts its lines) writes them."""
+
+
+def read_json(path: Path) -> dict:
+    """A JSON object from a model's file (config.json, tokenizer_config.json, ...); {} when the file is
+    missing, unreadable, not JSON or not an object."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def write_lines(lines: Iterable[str], out: IO[str] | None = None) -> None:

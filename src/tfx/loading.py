@@ -5,7 +5,6 @@ milliseconds, before anything heavy is imported."""
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -17,6 +16,7 @@ from typing import Any
 
 from tfx import hub, registry
 from tfx.errors import TaskMismatch, TfxError, about, first_line
+from tfx.io import read_json  # noqa: F401 - loading.read_json: the one reader of a model's JSON files
 from tfx.spec import Settings
 
 log = logging.getLogger("tfx")
@@ -58,14 +58,6 @@ def prepare(name: str, task: str, settings: Settings | None = None, revision: st
     if settings is not None:
         settings.validate(generation)
     return Prepared(resolved, task, config, generation, family, variant)
-
-
-def read_json(path: Path) -> dict:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 class Loaded:

@@ -5,9 +5,10 @@ the models the backend runs (checked in tests/test_ct2.py)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
+
+from tfx.io import read_json
 
 _NAMED = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 # What transformers' tokenizer classes use when tokenizer_config.json names none.
@@ -15,13 +16,6 @@ _CLASS_DEFAULTS = {
     "t5": {"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"},
     "marian": {"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"},
 }
-
-
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
 
 
 def _content(token: Any) -> str | None:

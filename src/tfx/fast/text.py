@@ -7,19 +7,13 @@ pre-tokenizer and decoder, no normalizer, no template), so it encodes and decode
 
 from __future__ import annotations
 
-import json
 import unicodedata
 from pathlib import Path
 from typing import Any
 
+from tfx.io import read_json
+
 _GPT2_CLASSES = (None, "GPT2Tokenizer", "GPT2TokenizerFast")
-
-
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
 
 
 def _content(token: Any) -> str | None:
@@ -30,7 +24,7 @@ def unsupported_reason(path: Path) -> str | None:
     """None when the fast tokenizer gives transformers' exact ids and text for this model directory."""
     if not (path / "tokenizer.json").is_file():
         return "no tokenizer.json"
-    config = _read(path / "tokenizer_config.json")
+    config = read_json(path / "tokenizer_config.json")
     if config.get("tokenizer_class") not in _GPT2_CLASSES:
         return f"tokenizer class {config.get('tokenizer_class')}"
     for key in ("add_bos_token", "add_eos_token", "add_prefix_space", "clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output"):
@@ -60,7 +54,7 @@ class FastTokenizer:
         tok.no_truncation()
         tok.no_padding()
         self._tok = tok
-        config = _read(path / "tokenizer_config.json")
+        config = read_json(path / "tokenizer_config.json")
         names = {key: _content(config.get(key, "<|endoftext|>" if key != "pad_token" else None)) for key in ("bos_token", "eos_token", "unk_token", "pad_token")}
         for extra in config.get("additional_special_tokens") or config.get("extra_special_tokens") or []:
             names[f"extra:{_content(extra)}"] = _content(extra)
