@@ -174,21 +174,24 @@ def test_concurrent_conversations_of_different_lengths_share_batches(server):
 def test_the_default_max_tokens_fills_the_room_in_few_sizes():
     from types import SimpleNamespace
 
-    from tfx.serve.app import ApiError
-    from tfx.serve.chat import ChatRequest, reply_tokens
+    from tfx.serve.chat import ChatRequest
     from tfx.serve.config import Settings
+    from tfx.serve.generation import reply_tokens, room_check
+    from tfx.serve.http import ApiError
 
     prepared = SimpleNamespace(name=CHAT, config={"n_positions": 96}, family="decoder-only", generation_defaults={})
-    body = ChatRequest.model_validate(chat_body())
-    sizes = {reply_tokens(body, n, prepared, Settings()) for n in range(1, 96)}
+    sizes = {reply_tokens(n, prepared, Settings()) for n in range(1, 96)}
     assert sizes == {1, 2, 4, 8, 16, 32, 64}  # each the largest power of two that fits: batches by size, not by length
-    assert all(reply_tokens(body, n, prepared, Settings()) <= 96 - n for n in range(1, 96))
-    assert reply_tokens(body, 10, prepared, Settings(max_tokens_cap=20)) == 20
-    assert reply_tokens(body, 10, SimpleNamespace(**{**vars(prepared), "generation_defaults": {"max_new_tokens": 12}}), Settings()) == 12
-    assert reply_tokens(ChatRequest.model_validate(chat_body(max_tokens=7)), 10, prepared, Settings()) == 7
-    for tokens, wanted in ((96, None), (90, 7)):
-        with pytest.raises(ApiError, match="context"):
-            reply_tokens(ChatRequest.model_validate(chat_body(max_tokens=wanted)), tokens, prepared, Settings())
+    assert all(reply_tokens(n, prepared, Settings()) <= 96 - n for n in range(1, 96))
+    assert reply_tokens(10, prepared, Settings(max_tokens_cap=20)) == 20
+    assert reply_tokens(10, SimpleNamespace(**{**vars(prepared), "generation_defaults": {"max_new_tokens": 12}}), Settings()) == 12
+    room_check(ChatRequest.model_validate(chat_body(max_tokens=7)), 10, prepared, "messages")  # fits: no error
+    with pytest.raises(ApiError, match="context"):
+        reply_tokens(96, prepared, Settings())
+    for body, name in ((chat_body(max_tokens=7), "max_tokens"), (chat_body(max_completion_tokens=7), "max_completion_tokens")):
+        with pytest.raises(ApiError, match=f"context.*ask for at most 6|{name}") as caught:
+            room_check(ChatRequest.model_validate(body), 90, prepared, "messages")
+        assert caught.value.param == name
 
 
 def test_a_model_without_a_chat_template_gets_a_400_pointing_at_completions(server):
@@ -205,30 +208,33 @@ def chat_body(**fields) -> dict:
 
 HOSTILE = [
     ("not json", b"{nope", 400),
-    ("no messages", {"model": CHAT}, 422),
-    ("messages empty", chat_body(messages=[]), 422),
-    ("messages not a list", chat_body(messages="Hello!"), 422),
-    ("message not an object", chat_body(messages=["Hello!"]), 422),
+    ("no messages", {"model": CHAT}, 400),
+    ("messages empty", chat_body(messages=[]), 400),
+    ("messages not a list", chat_body(messages="Hello!"), 400),
+    ("message not an object", chat_body(messages=["Hello!"]), 400),
     ("role unknown", chat_body(messages=[{"role": "tool", "content": "x"}]), 400),
-    ("role not a string", chat_body(messages=[{"role": 1, "content": "x"}]), 422),
-    ("no content", chat_body(messages=[{"role": "user"}]), 422),
-    ("content null", chat_body(messages=[{"role": "user", "content": None}]), 422),
-    ("content a number", chat_body(messages=[{"role": "user", "content": 5}]), 422),
+    ("role not a string", chat_body(messages=[{"role": 1, "content": "x"}]), 400),
+    ("no content", chat_body(messages=[{"role": "user"}]), 400),
+    ("content null", chat_body(messages=[{"role": "user", "content": None}]), 400),
+    ("content a number", chat_body(messages=[{"role": "user", "content": 5}]), 400),
     ("an image part", chat_body(messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x"}}]}]), 400),
     ("too many parts", chat_body(messages=[{"role": "user", "content": [{"type": "text", "text": "a"}] * 65}]), 400),
     ("all empty", chat_body(messages=[{"role": "user", "content": "  "}]), 400),
-    ("too many messages", chat_body(messages=[{"role": "user", "content": "a"}] * 1025), 422),
+    ("too many messages", chat_body(messages=[{"role": "user", "content": "a"}] * 1025), 400),
     ("past the context", chat_body(messages=[{"role": "user", "content": "Hello! " * 200}]), 400),
     ("far past the context", chat_body(messages=[{"role": "user", "content": "x" * 40000}]), 400),
     ("max_tokens past the room", chat_body(max_tokens=95), 400),
     ("max_tokens past the cap", chat_body(max_tokens=10**6), 400),
-    ("max_tokens zero", chat_body(max_tokens=0), 422),
-    ("n too large", chat_body(n=1000), 422),
-    ("temperature a string", chat_body(temperature="hot"), 422),
+    ("max_tokens zero", chat_body(max_tokens=0), 400),
+    ("n too large", chat_body(n=1000), 400),
+    ("temperature a string", chat_body(temperature="hot"), 400),
     ("too many stops", chat_body(stop=["a", "b", "c", "d", "e"]), 400),
     ("tools", chat_body(tools=[{"type": "function", "function": {"name": "f"}}]), 400),
-    ("logprobs", chat_body(logprobs=True), 400),
-    ("json mode", chat_body(response_format={"type": "json_object"}), 400),
+    ("top_logprobs without logprobs", chat_body(top_logprobs=2), 400),
+    ("top_logprobs past 20", chat_body(logprobs=True, top_logprobs=21), 400),
+    ("an unknown response_format", chat_body(response_format={"type": "yaml"}), 400),
+    ("a json_schema without a schema", chat_body(response_format={"type": "json_schema", "json_schema": {"name": "x"}}), 400),
+    ("a role of no template", chat_body(messages=[{"role": "function", "content": "x"}]), 400),
     ("unknown model", chat_body(model="tfx-test/no-such-model"), 404),
     ("a model of another family", chat_body(model="tfx-test/tiny-bert"), 400),
 ]
@@ -239,6 +245,7 @@ def test_hostile_bodies_get_a_4xx_json_error(server, body, status):
     got, _, data = server.request("POST", "/v1/chat/completions", body)
     assert got == status, data
     assert isinstance(data, dict) and data["error"]["message"], data
+    assert got == 404 or "--" not in data["error"]["message"], data  # a body's field, never a CLI flag (404: the server's --allow-pull)
 
 
 def test_the_server_still_chats_after_the_hostile_bodies(server):

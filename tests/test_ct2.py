@@ -1,6 +1,6 @@
 """The CTranslate2 backend (--engine ct2): conversion of the tiny GPT-2, T5, BART and Marian models (with the
 transformers-5 shims), fp32 outputs token-identical to transformers' generate() (greedy, beams, forced
-lengths, mixed-length batches, several EOS ids), int8 agreement (reported, not asserted), a crash
+lengths, mixed-length batches, several EOS ids), int8 agreement (asserted: >= 99 % of the outputs), a crash
 mid-conversion, no torch/transformers import once converted, the CLI end to end, cache ls/rm."""
 
 from __future__ import annotations
@@ -168,14 +168,18 @@ def test_several_eos_ids_token_identical(converted):
     assert all(seq[-1] == period for seq in got if len(seq) < 20)  # stopped on "." (not a special token), kept
 
 
-def test_int8_agreement_is_reported(converted, capsys):
-    lines = []
+INT8_AGREEMENT = 0.99  # the issue's bar for int8 on the trained test models (bench/ measures the real ones)
+
+
+def test_int8_agreement_is_reported(converted):
+    """int8 outputs equal to transformers' fp32 ones on at least INT8_AGREEMENT of each case's texts (with
+    4-6 texts a case: all of them); the figures of real models are bench/'s (bench_backends.py)."""
+    agreement = {}
     for case in CASES:
         texts = CASES[case][3]
         int8, reference = _outputs(converted[case, "int8"], texts), _outputs(converted[case, "transformers"], texts)
-        lines.append(f"int8 {case}: {sum(a[0] == b[0] for a, b in zip(int8, reference))}/{len(texts)} outputs equal to transformers fp32")
-    with capsys.disabled():
-        print("\n" + "\n".join(lines))
+        agreement[case] = sum(a[0] == b[0] for a, b in zip(int8, reference)) / len(texts)
+    assert min(agreement.values()) >= INT8_AGREEMENT, agreement
 
 
 def test_what_ct2_cannot_match_is_refused_or_falls_back(converted, capsys):

@@ -194,3 +194,58 @@ def test_lazy_transformers_objects_still_load_on_demand(hub_cache):
     assert type(loaded.model).__name__ == "GPT2LMHeadModel"
     record = json.dumps({"fast": loaded.fast is not None})
     assert record == '{"fast": true}'
+
+
+@pytest.fixture(scope="module")
+def backend_saved_gpt2(gpt2_dir, tmp_path_factory):
+    """The tiny GPT-2 saved by transformers 5 with a tokenizers-backed tokenizer: tokenizer_config.json then
+    says `tokenizer_class: TokenizersBackend`, and transformers reads tokenizer.json as saved."""
+    import shutil
+
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    out = tmp_path_factory.mktemp("gpt2-tokenizers-backend")
+    for name in ("config.json", "generation_config.json", "model.safetensors"):
+        shutil.copy(gpt2_dir / name, out / name)
+    original = AutoTokenizer.from_pretrained(gpt2_dir)
+    tok = PreTrainedTokenizerFast(tokenizer_object=original.backend_tokenizer, eos_token=original.eos_token, bos_token=original.bos_token, unk_token=original.unk_token, model_max_length=original.model_max_length)
+    tok.save_pretrained(out)
+    assert json.loads((out / "tokenizer_config.json").read_text())["tokenizer_class"] == "TokenizersBackend"
+    return out
+
+
+def test_tokenizers_backend_gpt2_takes_the_fast_path_with_generates_output(tfx_env, backend_saved_gpt2):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tfx.fast import text
+
+    tok = AutoTokenizer.from_pretrained(backend_saved_gpt2)
+    assert type(tok).__name__ == "TokenizersBackend"
+    assert text.unsupported_reason(backend_saved_gpt2) is None
+    assert text.FastTokenizer(backend_saved_gpt2)(PROMPTS)["input_ids"] == tok(PROMPTS)["input_ids"]
+    model = AutoModelForCausalLM.from_pretrained(backend_saved_gpt2).eval()
+    r = tfx("generate", "-m", str(backend_saved_gpt2), "-v", "--max-new-tokens", "12", "--continuation-only", "--format", "jsonl", *PROMPTS[:3], env=tfx_env)
+    assert r.code == 0, r.err
+    assert "fast path off" not in r.err, r.err
+    for prompt, line in zip(PROMPTS[:3], r.lines):
+        enc = tok(prompt, return_tensors="pt")
+        with torch.inference_mode():
+            out = model.generate(**enc, max_new_tokens=12, do_sample=False, pad_token_id=tok.eos_token_id)
+        assert json.loads(line)["output"] == tok.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+
+
+def test_a_saved_pipeline_that_is_not_gpt2s_keeps_the_fast_path_off(backend_saved_gpt2, tmp_path):
+    import shutil
+
+    from tokenizers import Tokenizer, normalizers
+
+    from tfx.fast import text
+
+    for f in backend_saved_gpt2.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    tok = Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.save(str(tmp_path / "tokenizer.json"))
+    with pytest.raises(ValueError, match="normalizer"):
+        text.FastTokenizer(tmp_path)

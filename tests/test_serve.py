@@ -213,15 +213,14 @@ def test_health_answers_during_a_long_generation(server):
 
 BAD_REQUESTS = [
     ("malformed JSON", "/v1/completions", '{"model": "x", "prompt": ', 400, "invalid_json"),
-    ("not an object", "/v1/completions", "[1, 2]", 422, "invalid_type"),
-    ("wrong type", "/v1/completions", {"model": GPT2, "prompt": "Hi", "max_tokens": "ten"}, 422, "invalid_type"),
-    ("bool for int", "/v1/completions", {"model": GPT2, "prompt": "Hi", "n": True}, 422, "invalid_type"),
-    ("missing prompt", "/v1/completions", {"model": GPT2}, 422, "missing_field"),
-    ("token ids", "/v1/completions", {"model": GPT2, "prompt": [1, 2, 3]}, 422, "invalid_type"),
+    ("not an object", "/v1/completions", "[1, 2]", 400, "invalid_type"),
+    ("wrong type", "/v1/completions", {"model": GPT2, "prompt": "Hi", "max_tokens": "ten"}, 400, "invalid_type"),
+    ("bool for int", "/v1/completions", {"model": GPT2, "prompt": "Hi", "n": True}, 400, "invalid_type"),
+    ("missing prompt", "/v1/completions", {"model": GPT2}, 400, "missing_field"),
+    ("token ids of no int", "/v1/completions", {"model": GPT2, "prompt": [1.5, 2]}, 400, "invalid_type"),
     ("empty prompt", "/v1/completions", {"model": GPT2, "prompt": ""}, 400, "invalid_prompt"),
-    ("temperature out of range", "/v1/completions", {"model": GPT2, "prompt": "Hi", "temperature": -1}, 422, "invalid_type"),
+    ("temperature out of range", "/v1/completions", {"model": GPT2, "prompt": "Hi", "temperature": -1}, 400, "invalid_parameter"),
     ("greedy n > 1", "/v1/completions", {"model": GPT2, "prompt": "Hi", "n": 2, "temperature": 0}, 400, "invalid_parameter"),
-    ("logprobs", "/v1/completions", {"model": GPT2, "prompt": "Hi", "logprobs": 2}, 400, "unsupported_parameter"),
     ("unknown model", "/v1/completions", {"model": "nobody/nothing", "prompt": "Hi"}, 404, "model_not_found"),
     ("local path", "/v1/completions", {"model": "/etc", "prompt": "Hi"}, 404, "model_not_found"),
     ("encoder cannot generate", "/v1/completions", {"model": BERT, "prompt": "Hi"}, 400, "model_task_mismatch"),
@@ -229,8 +228,8 @@ BAD_REQUESTS = [
     ("max_tokens over the cap", "/v1/completions", {"model": GPT2, "prompt": "Hi", "max_tokens": CAP + 1}, 400, "max_tokens_exceeded"),
     ("max_new_tokens over the cap", "/v1/generate", {"model": GPT2, "input": "Hi", "max_new_tokens": CAP + 1}, 400, "max_tokens_exceeded"),
     ("oversize body", "/v1/completions", {"model": GPT2, "prompt": "x" * (MAX_BODY + 1)}, 413, "request_too_large"),
-    ("misspelt parameter", "/v1/generate", {"model": GPT2, "input": "Hi", "max_tokens": 5}, 422, "invalid_type"),
-    ("neither input nor inputs", "/v1/generate", {"model": GPT2}, 422, "missing_field"),
+    ("misspelt parameter", "/v1/generate", {"model": GPT2, "input": "Hi", "max_tokens": 5}, 400, "invalid_type"),
+    ("neither input nor inputs", "/v1/generate", {"model": GPT2}, 400, "missing_field"),
     ("pair the model was not trained on", "/v1/translate", {"model": T5, "input": "Hi", "to": "es"}, 400, "invalid_parameter"),
     ("stream from beam search", "/v1/generate", {"model": GPT2, "input": "Hi", "num_beams": 2, "stream": True}, 400, "invalid_stream"),
     ("unknown route", "/v1/chat/nothing", {}, 404, "not_found"),
@@ -248,7 +247,7 @@ def test_bad_input_gets_a_4xx_json_error(server, path, body, status, code):
 def test_oversize_body_without_content_length_and_server_keeps_serving(server):
     conn = http.client.HTTPConnection(server.host, server.port, timeout=30)
     chunks = iter([b'{"model": "' + GPT2.encode() + b'", "prompt": "', b"x" * (MAX_BODY + 10), b'"}'])
-    conn.request("POST", "/v1/completions", body=chunks, headers={"Authorization": f"Bearer {KEY}"}, encode_chunked=True)
+    conn.request("POST", "/v1/completions", body=chunks, headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}, encode_chunked=True)
     response = conn.getresponse()
     assert response.status == 413 and json.loads(response.read())["error"]["code"] == "request_too_large"
     conn.close()
@@ -512,3 +511,21 @@ def test_unreachable_server_is_a_one_line_error(env):
     assert_clean_error(r, 1, "cannot reach the tfx server", f"127.0.0.1:{port}")
     bad_url = tfx("generate", "--server", "ftp://example", "Hi", env=env)
     assert_clean_error(bad_url, 2, "--server")
+
+
+# --- the access log and the Host check on a real server (issue 19 item 3, issue 20 #1) ----------------
+
+
+def test_19_3_the_server_writes_one_access_line_per_request(server):
+    marker = "/v1/models/no-such-model-for-the-access-log"
+    assert server.request("GET", marker)[0] == 404
+    deadline = time.monotonic() + 10
+    while not [line for line in server.log if marker in line] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    lines = [line for line in server.log if marker in line]
+    assert len(lines) == 1 and re.match(rf"tfx serve: GET {marker} 404 model=- tokens=- \d+\.\dms$", lines[0].strip()), lines
+
+
+def test_20_1_a_dns_rebinding_host_is_refused_before_the_key(server):
+    status, _, data = server.request("GET", "/v1/ps", headers={"Host": f"rebind.evil.example:{server.port}"}, key=None)
+    assert status == 421 and data["error"]["code"] == "misdirected_request", data

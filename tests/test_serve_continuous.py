@@ -18,7 +18,7 @@ from clihelp import assert_clean_error, tfx
 
 torch = pytest.importorskip("torch")
 
-from tfx.serve import completions  # noqa: E402
+from tfx.serve import generation  # noqa: E402 - count_usage: the completions Finish
 from tfx.serve.config import Settings  # noqa: E402
 from tfx.serve.continuous import GREEDY, SAMPLE, decoding_mode  # noqa: E402
 from tfx.serve.models import Manager  # noqa: E402
@@ -68,14 +68,14 @@ def run(coro):
 
 async def one(m: Manager, text: str, settings=GREEDY30, name: str = GPT2):
     slot, _ = await m.slot_for(name, "generate")
-    (outcome,) = await slot.run("generate", settings, [text], completions.count_usage)
+    (outcome,) = await slot.run("generate", settings, [text], generation.count_usage)
     return outcome
 
 
 async def streamed(m: Manager, text: str, settings=GREEDY30, name: str = GPT2, seen=None):
     slot, _ = await m.slot_for(name, "generate")
     pieces, outcome = [] if seen is None else seen, None
-    async for kind, value in slot.stream("generate", settings, text, completions.count_usage).events():
+    async for kind, value in slot.stream("generate", settings, text, generation.count_usage).events():
         if kind == "text":
             pieces.append(value)
         elif kind == "error":
@@ -90,7 +90,7 @@ def test_greedy_requests_get_the_window_batchers_texts(managers):
         slot, _ = await m.slot_for(GPT2, "generate")
         prompts = [p for p, _ in tm.GPT2_CASES]
         alone = asyncio.gather(*(one(m, p) for p in prompts))  # four requests at once
-        together = slot.run("generate", GREEDY30, prompts, completions.count_usage)  # one request of four
+        together = slot.run("generate", GREEDY30, prompts, generation.count_usage)  # one request of four
         full = one(m, tm.GPT2_PROMPT, GenerateSettings(max_new_tokens=30, do_sample=False))  # prompt + continuation
         return await asyncio.gather(alone, together, full)
 
@@ -269,3 +269,13 @@ def test_the_openai_client_against_batching_continuous(server):
 
 def test_an_unknown_batching_mode_is_a_one_line_error(tfx_env):
     assert_clean_error(tfx("serve", "--batching", "sometimes", env=tfx_env), 2, "--batching", "continuous")
+
+
+def test_logprobs_and_grammars_stay_with_the_window_batcher():
+    """transformers' manager has neither the logprob hook nor the grammar: those requests never go there."""
+    from tfx.serve.continuous import GREEDY, decoding_mode
+    from tfx.spec import GenerateSettings
+
+    assert decoding_mode("generate", GenerateSettings(max_new_tokens=8), {}) == GREEDY
+    for settings in (GenerateSettings(max_new_tokens=8, logprobs=0), GenerateSettings(max_new_tokens=8, json_object=True), GenerateSettings(max_new_tokens=8, json_schema='{"type": "object"}')):
+        assert decoding_mode("generate", settings, {}) is None

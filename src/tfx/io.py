@@ -193,10 +193,9 @@ def _parse(index: int, line: int, text: str, input_format: str, fields: Fields =
     if input_format != "jsonl" or not text.strip():
         return Record(index, line, text)
     try:
-        obj = json.loads(text, parse_constant=_no_constant)
+        obj = json.loads(text, parse_constant=_no_constant, parse_int=_parse_int)
     except (ValueError, RecursionError) as exc:  # RecursionError: arrays nested thousands deep
-        why = getattr(exc, "msg", None) or ("nested too deeply" if isinstance(exc, RecursionError) else str(exc).splitlines()[0])
-        return Record(index, line, text, error=f"invalid JSON ({why})")
+        return Record(index, line, text, error=f"invalid JSON ({json_problem(exc)})")
     if not isinstance(obj, dict):
         return Record(index, line, text, error='a JSONL record must be an object with a "text" field')
     value = obj.pop(fields.input, None) if fields.input in obj else obj.pop("text", None)
@@ -211,6 +210,25 @@ def _parse(index: int, line: int, text: str, input_format: str, fields: Fields =
         return Record(index, line, value, extra={k: v for k, v in obj.items() if k not in clash}, pair=pair,
                       error=f'field "{clash[0]}" is one tfx writes itself; rename it (other fields are passed through)')  # fmt: skip
     return Record(index, line, value, extra=obj, pair=pair)
+
+
+def json_problem(exc: BaseException) -> str:
+    """What is wrong with a JSON line, and where (a column), in words a user can act on."""
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at column {exc.colno}"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+MAX_INT_DIGITS = 4300  # Python's own limit on int() of a string (sys.get_int_max_str_digits' default)
+
+
+def _parse_int(digits: str) -> int:
+    """JSON integers as json.loads reads them, with a message of ours past Python's digit limit."""
+    if len(digits.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"a number with more than {MAX_INT_DIGITS} digits; quote it as a string")
+    return int(digits)
 
 
 def _no_constant(name: str):

@@ -50,14 +50,23 @@ def prepare(name: str, task: str, settings: Settings | None = None, revision: st
     """Resolve, read the configs, check the task and the settings: everything short of loading weights.
     local_dirs=False: name is a Hub id, never a directory (hub.resolve)."""
     resolved = hub.resolve(name, revision, download=download, local_dirs=local_dirs)
-    config = read_json(resolved.path / "config.json")
+    config = read_config(resolved.path / "config.json", resolved.name)
     family = registry.family_of(resolved.info, config)
     variant = settings.variant() if settings is not None else variant  # the server: the request's variant
-    registry.check_model(resolved.name, task, family, config, variant)
+    registry.check_model(resolved.name, task, family, config, variant, (resolved.path / "modules.json").is_file())
     generation = read_json(resolved.path / "generation_config.json")
     if settings is not None:
         settings.validate(generation)
     return Prepared(resolved, task, config, generation, family, variant)
+
+
+def read_config(path: Path, name: str) -> dict:
+    """config.json, which says what the model is: a file there that is not a JSON object (a download cut
+    short, a damaged cache) is said to be so, not taken for a model of some other kind."""
+    config = read_json(path)
+    if not config and path.exists():
+        raise TfxError(f"{name}'s config.json is unreadable (not a complete JSON object): the download may have been cut short.", f"Remove it and fetch it again: tfx cache rm {name} && tfx pull {name}.")
+    return config
 
 
 class Loaded:

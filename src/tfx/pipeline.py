@@ -202,12 +202,20 @@ def stop_error(stop: Done) -> TfxError:
     return TfxError(f"{stop.record.where}: {stop.error}.", "Fix that record, or pass --keep-going to write an error record and go on.")
 
 
+def few_arguments(spec: RunSpec) -> bool:
+    """Inputs given as arguments, fewer than a screenful: their results come at once, with no bar before them."""
+    import shutil
+
+    texts = [t for t in spec.inputs.texts if t != "-"]
+    return spec.inputs.path is None and len(texts) == len(spec.inputs.texts) and 0 < len(texts) < shutil.get_terminal_size((80, 24)).lines
+
+
 def run_spec(spec: RunSpec, runner: Runner) -> int:
     """A spec's input through runner (a local task, or the remote one) into its output."""
     streaming = wants_stream(spec)
     writer = outputs.writer_for(spec, table=sys.stdout.isatty())  # io.Writer, or the task's own (rank, embed)
     records = io.read_records(list(spec.inputs.texts), spec.inputs.path, spec.inputs.format, fields=input_fields(spec.task))
-    progress = Progress(spec.quiet, io.input_size(spec.inputs.path))
+    progress = Progress(spec.quiet or few_arguments(spec), io.input_size(spec.inputs.path))
     try:
         return run(records, runner, writer, spec.keep_going, spec.batch_size, progress, stream=streaming, quiet=spec.quiet)
     finally:

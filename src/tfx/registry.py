@@ -168,16 +168,33 @@ def natural_tasks(config: dict, sentence_transformer: bool = False) -> tuple[str
     return tuple(dict.fromkeys(first + rest + ["embed"]))
 
 
-def check_model(name: str, task: str, family: str, config: dict, variant: str | None = None) -> None:
+FINE_TUNED_HEADS = tuple(t.head for t in TASK_TABLE if t.head)  # heads that replace the language-model head
+
+
+def check_model(name: str, task: str, family: str, config: dict, variant: str | None = None, sentence_transformer: bool | None = None) -> None:
     """The family check, then the head: a base model (BertForMaskedLM) given to classify would run with an
-    untrained head and print confident nonsense, so it fails here, in milliseconds, with a suggestion."""
+    untrained head and print confident nonsense, so it fails here, in milliseconds, with a suggestion. The
+    same for every task: a fine-tuned classifier has no language-model head to generate or fill masks with,
+    and a decoder-only model embeds or ranks only as a sentence-transformers model (its modules.json says
+    how to pool); a plain one (GPT-2) has no pooling and no padding token to batch with (sentence_transformer
+    None: not known yet, before a download)."""
     check_task(name, task, family, config.get("model_type", ""))
     info = task_info(task)
+    archs = [a for a in config.get("architectures") or [] if isinstance(a, str)]
+    if task in ("embed", "rank") and variant is None and family == DECODER_ONLY and sentence_transformer is False:
+        raise TaskMismatch(
+            f"{name} is {_a(family)} {family} model{f' ({archs[0]})' if archs else ''} without sentence-transformers pooling (no modules.json) and {info.cannot}.",
+            f"{task} needs a sentence-embedding model, e.g. {' or '.join(info.suggested)}.",
+        )
+    if info.head is None and variant is None and task not in ("embed", "rank") and archs and all(a.endswith(FINE_TUNED_HEADS) for a in archs):
+        raise TaskMismatch(
+            f"{name} is fine-tuned for another task ({archs[0]}) and {info.cannot}: its language-model head was replaced.",
+            f"{task} needs {_a(info.needs)} {info.needs} model ({FAMILY_GUIDE[info.needs]}), e.g. {' or '.join(info.suggested)}.",
+        )
     head, suggested, needs = info.head, info.suggested, f"a model fine-tuned for {task}"
     if variant is not None:
         v = VARIANTS[(task, variant)]
         head, suggested, needs = v.head, v.suggested, v.about
-    archs = [a for a in config.get("architectures") or [] if isinstance(a, str)]
     if head is None or not archs or any(a.endswith(head) for a in archs):
         return
     raise TaskMismatch(
@@ -314,3 +331,28 @@ def family_from_config(config: dict) -> str:
         return ENCODER_DECODER
     return DECODER_ONLY
 
+
+
+# ISO 639-1: the two-letter language codes --from / --to take (three-letter ISO 639-2/3 codes are taken as
+# they are; a model's own codes such as NLLB's fra_Latn are looked up by its task).
+ISO_639_1 = frozenset("""
+aa ab ae af ak am an ar as av ay az ba be bg bh bi bm bn bo br bs ca ce ch co cr cs cu cv cy da de dv dz ee el
+en eo es et eu fa ff fi fj fo fr fy ga gd gl gn gu gv ha he hi ho hr ht hu hy hz ia id ie ig ii ik io is it iu
+ja jv ka kg ki kj kk kl km kn ko kr ks ku kv kw ky la lb lg li ln lo lt lu lv mg mh mi mk ml mn mr ms mt my na
+nb nd ne ng nl nn no nr nv ny oc oj om or os pa pi pl ps pt qu rm rn ro ru rw sa sc sd se sg si sk sl sm sn so
+sq sr ss st su sv sw ta te tg th ti tk tl tn to tr ts tt tw ty ug uk ur uz ve vi vo wa wo xh yi yo za zh zu
+""".split())
+
+
+def is_language_code(code: str) -> bool:
+    """An ISO 639-1 code (fr), a three-letter ISO 639-2/3 code (fra), or a model's own form of one
+    (fra_Latn, fr_XX, zh-cn)."""
+    import re
+
+    code = code.lower()
+    if re.fullmatch(r"[a-z]{2}", code):
+        return code in ISO_639_1
+    if re.fullmatch(r"[a-z]{3}", code):
+        return True
+    match = re.fullmatch(r"([a-z]{2,3})[_-][a-z0-9]{2,4}", code)
+    return bool(match) and (len(match.group(1)) == 3 or match.group(1) in ISO_639_1)

@@ -49,15 +49,39 @@ class Result:
 class GenerateResult(Result):
     outputs: list[str] | None = None  # several sequences (-n), the first being `output`
     generated_tokens: int = 0
+    # --logprobs: one list per returned sequence (outputs' order), one entry per generated token of its text:
+    # {"token", "id", "logprob", "bytes", "top_logprobs": [{"token", "id", "logprob", "bytes"}, ...]} (tfx.tasks.logprobs)
+    logprobs: list[list[dict[str, Any]]] | None = None
+    # --json / --json-schema: per sequence, "stop" (it ended itself: the end-of-sequence token once the JSON was
+    # complete, or a stop string) or "length" (max_new_tokens ran out first); incomplete: some sequence's JSON
+    # is unfinished (cut by max_new_tokens or a stop string)
+    finish_reasons: list[str] | None = None
+    incomplete: bool = False
     always: ClassVar[tuple[str, ...]] = ("generated_tokens",)
 
     def text(self) -> str:
         """Several sequences stay in one record, tab-separated."""
         return "\t".join(self.outputs) if self.outputs else self.output
 
+    def logprobs_of(self, index: int) -> list[dict[str, Any]] | None:
+        """The token entries of sequence `index` (0: `output`), or None where logprobs were not asked."""
+        return self.logprobs[index] if self.logprobs is not None and index < len(self.logprobs) else None
+
     @property
     def tokens(self) -> int:
         return self.generated_tokens
+
+
+def logprobs_within(entries: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
+    """The entries of the tokens that lie inside `text`, a prefix of their joined bytes (a server that cuts a
+    sequence at a stop string keeps these; a token the cut goes through is kept)."""
+    limit, used, out = len(text.encode("utf-8")), 0, []
+    for entry in entries:
+        if used >= limit and out:
+            break
+        out.append(entry)
+        used += len(entry["bytes"])
+    return out if limit else []
 
 
 @dataclass
@@ -108,9 +132,11 @@ class Failed(Result):
 
 @dataclass
 class TextChunk:
-    """A piece of a streamed generation, as it is decoded."""
+    """A piece of a streamed generation, as it is decoded; with --logprobs, the entries of the tokens whose
+    text it holds (as GenerateResult.logprobs's)."""
 
     text: str
+    logprobs: list[dict[str, Any]] | None = None
 
 
 @dataclass

@@ -8,7 +8,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from tfx import registry
+from tfx import registry, userconfig
 from tfx.errors import UsageError
 from tfx.settings import *  # noqa: F403 - the task settings, re-exported: `from tfx.spec import GenerateSettings`
 from tfx.settings import SETTINGS, Settings
@@ -17,7 +17,7 @@ FORMATS = ("text", "jsonl", "tsv")
 INPUT_FORMATS = ("text", "jsonl")
 OUTPUT_FORMATS = ("jsonl", "parquet")
 ENGINES = ("local", "ray")  # --engine; --server picks "remote"
-BACKENDS = ("transformers", "ct2", "auto")  # RunSpec.backend; --engine ct2|auto picks one
+BACKENDS = ("transformers", "ct2", "onnx", "auto")  # RunSpec.backend (--backend; the old --engine ct2|auto)
 
 
 @dataclass(frozen=True)
@@ -60,10 +60,11 @@ class RunSpec:
     keep_going: bool = False
     quiet: bool = False
     verbose: bool = False
-    # What computes: transformers (PyTorch), ct2 (CTranslate2, tfx.ct2) or auto (ct2 where it gives
-    # transformers' result, else transformers). The CLI's --engine ct2|auto sets it with engine local.
+    # What computes, apart from where (engine): transformers (PyTorch), ct2 (CTranslate2, tfx.ct2), onnx
+    # (ONNX Runtime, tfx.onnx: the encoder tasks) or auto (ct2 / onnx at float32 where they run the task,
+    # else transformers). Every engine runs every backend.
     backend: str = "transformers"
-    compute_type: str = "auto"  # ct2: auto | int8 | int8_float32 | float32 | int16 | float16 | bfloat16 | int8_float16
+    compute_type: str = "auto"  # ct2: auto | int8 | int8_float32 | float32 | int16 | float16 | ...; onnx: auto (float32) | float32 | int8
 
     @property
     def generative(self) -> bool:
@@ -79,7 +80,11 @@ def build(task: str, settings: Settings, model: str | None = None, **rest: Any) 
     if not isinstance(settings, SETTINGS[info.name]):
         raise TypeError(f"{info.name} takes {SETTINGS[info.name].__name__}, not {type(settings).__name__}")
     settings.validate()
-    spec = RunSpec(task=info.name, settings=settings, model=model or settings.default_model(info.name), **rest)
+    # The user's alias, else the name; no name: the config's model for the task (not for a variant such as
+    # classify --labels, which needs another kind of model), else the registry's (tfx.userconfig).
+    configured = None if model or settings.variant() else userconfig.default_for(info.name)
+    model = userconfig.resolve(model) if model else configured or settings.default_model(info.name)
+    spec = RunSpec(task=info.name, settings=settings, model=model, **rest)
     check(spec)
     return spec
 

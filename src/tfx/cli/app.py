@@ -18,7 +18,7 @@ app = typer.Typer(
     help="Hugging Face Transformer models from the shell: generate, fill-mask, translate, summarize, classify, ner, qa, embed, rank.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # Typer's own: --install-completion, --show-completion (values: cli/completion.py)
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -37,7 +37,7 @@ def root(
 
 
 # Each command group lives in its own module; registering them imports nothing heavy.
-from tfx.cli import chat, compare, envcmd, hubcmds, ps, serve, tasks  # noqa: E402
+from tfx.cli import chat, compare, config, envcmd, hubcmds, ps, serve, tasks  # noqa: E402
 
 tasks.register(app)
 hubcmds.register(app)
@@ -46,6 +46,13 @@ app.command("env", epilog=envcmd.ENV_EXAMPLES)(envcmd.env)
 serve.register(app)
 ps.register(app)  # tfx ps, tfx stop: a running server's models
 chat.register(app)
+config.register(app)  # tfx alias, tfx config
+
+
+def prog_name() -> str:
+    """tfx or tfx-cli as typed; "tfx" under `python -m tfx`, so completion's variable is _TFX_COMPLETE."""
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return name if name in ("tfx", "tfx-cli") else "tfx"
 
 
 def main() -> None:
@@ -54,7 +61,7 @@ def main() -> None:
     prepare_env()  # before anything imports torch
     code = 0
     try:
-        app()
+        app(prog_name=prog_name())
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except BrokenPipeError:

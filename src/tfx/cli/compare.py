@@ -22,63 +22,47 @@ COMPARE_EXAMPLES = """Examples:
   tfx compare fill-mask "Paris is the [MASK] of France." -m bert-base-uncased -m roberta-base --format jsonl
 """
 
-# Which compare options each task takes: the same ones its own command has.
-COMPARE_OPTIONS = {
-    "generate": {"max_new_tokens", "min_new_tokens", "num_beams", "do_sample", "temperature", "top_k", "top_p", "repetition_penalty", "seed", "continuation_only"},
-    "fill-mask": {"top_k", "targets"},
-    "translate": {"src", "tgt", "max_new_tokens", "min_new_tokens", "num_beams"},
-    "summarize": {"max_new_tokens", "min_new_tokens", "num_beams"},
-    "qa": {"context", "top_k"},
-    "embed": {"normalize", "dimensions"},
-    "rank": {"query", "cross_encoder"},
-    "classify": {"top_k", "labels", "hypothesis_template", "multi_label"},
-    "ner": {"aggregate"},
-}
-OPTION_FLAGS = {"src": "--from", "tgt": "--to", "do_sample": "--do-sample/--greedy", "normalize": "--normalize/--no-normalize"}
+def with_settings(fn):
+    """compare's own options, then every task's settings as options (cli.derive.compare_parameters, from the
+    settings schema); the function gets the settings given in `given`."""
+    import inspect
+
+    from tfx.cli.derive import compare_parameters
+
+    own = list(inspect.signature(fn, eval_str=True).parameters.values())
+    own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own if p.name != "given"]
+    names = {p.name for p in own}
+    settings = [p for p in compare_parameters() if p.name not in names]
+
+    def command(**kwargs: Any) -> None:
+        given = {p.name: kwargs.pop(p.name) for p in settings}
+        return fn(**kwargs, given=given)
+
+    params = own + settings
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    command.__name__, command.__doc__, command.__module__ = fn.__name__, fn.__doc__, fn.__module__
+    return command
 
 
+@with_settings
 def compare(
-    task: Annotated[str, typer.Argument(help="generate, fill-mask, translate or summarize.", show_default=False)],
-    texts: Annotated[list[str], typer.Argument(help="The input (several inputs: each goes through every model).", show_default=False)],
-    models: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="A model to compare; repeat for each.", show_default=False)] = None,
-    to: Annotated[Optional[str], typer.Option("--to", "-t", help="translate: target language (ISO code).", show_default=False)] = None,
-    src: Annotated[Optional[str], typer.Option("--from", help="translate: source language (default en).", show_default=False)] = None,
-    max_new_tokens: o.MaxNewTokens = None,
-    min_new_tokens: o.MinNewTokens = None,
-    num_beams: o.NumBeams = None,
-    do_sample: Annotated[Optional[bool], typer.Option("--do-sample/--greedy", help="generate: sample instead of the model's default decoding.", show_default=False)] = None,
-    temperature: Annotated[Optional[float], typer.Option(help="generate: sampling temperature.", show_default=False)] = None,
-    top_k: Annotated[Optional[int], typer.Option("--top-k", "-k", help="generate: sample from the k likeliest tokens; fill-mask: list k candidates.", show_default=False)] = None,
-    top_p: Annotated[Optional[float], typer.Option("--top-p", help="generate: nucleus sampling mass.", show_default=False)] = None,
-    repetition_penalty: Annotated[Optional[float], typer.Option(help="generate: penalty for repeated tokens.", show_default=False)] = None,
-    seed: Annotated[Optional[int], typer.Option(help="generate: random seed, the same for every model.", show_default=False)] = None,
-    continuation_only: Annotated[bool, typer.Option("--continuation-only", help="generate: show only the new text.")] = False,
-    targets: Annotated[Optional[str], typer.Option("--targets", help="fill-mask: comma-separated candidate words.", show_default=False)] = None,
-    context: Annotated[Optional[str], typer.Option("--context", "-c", help="qa: the text to answer from (a file, or the text itself).", show_default=False)] = None,
-    query: Annotated[Optional[str], typer.Option("--query", help="rank: what each input is scored against.", show_default=False)] = None,
-    cross_encoder: Annotated[bool, typer.Option("--cross-encoder", help="rank: score with a cross-encoder.")] = False,
-    normalize: Annotated[Optional[bool], typer.Option("--normalize/--no-normalize", help="embed: unit-length vectors (default: the model's own).", show_default=False)] = None,
-    dimensions: Annotated[Optional[int], typer.Option("--dimensions", help="embed: keep the first N dimensions.", show_default=False)] = None,
-    labels: Annotated[Optional[str], typer.Option("--labels", help="classify: comma-separated labels, zero-shot through an NLI model.", show_default=False)] = None,
-    hypothesis_template: Annotated[Optional[str], typer.Option("--hypothesis-template", help="classify --labels: the hypothesis each label is put into.", show_default=False)] = None,
-    multi_label: Annotated[bool, typer.Option("--multi-label", help="classify --labels: score each label on its own.")] = False,
-    aggregate: Annotated[Optional[str], typer.Option("--aggregate", help="ner: simple, first, average, max or none.", show_default=False)] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="text (a table: model, output, seconds) or jsonl (one object per model and input).")] = "text",
+    task: Annotated[str, typer.Argument(help="generate, fill-mask, translate, summarize, classify, ner, qa, embed or rank.", show_default=False, metavar="TASK", autocompletion=lambda: list(__import__("tfx.settings", fromlist=["SETTINGS"]).SETTINGS))],
+    texts: Annotated[list[str], typer.Argument(help="The input (several inputs: each goes through every model).", show_default=False, metavar="TEXT")],
+    models: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="A model to compare; repeat for each.", show_default=False, metavar="MODEL")] = None,
+    context: Annotated[Optional[str], typer.Option("--context", "-c", help="qa: the text to answer from (@FILE, or a file's path, reads the file).", show_default=False, metavar="TEXT")] = None,
+    query: Annotated[Optional[str], typer.Option("--query", help="rank: what each input is scored against.", show_default=False, metavar="TEXT")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="text (a table: model, output, seconds) or jsonl (one object per model and input).", metavar="FORMAT")] = "text",
     device: o.Device = "auto",
     dtype: o.Dtype = "auto",
     offline: o.Offline = False,
     trust_remote_code: o.TrustRemoteCode = False,
     quiet: o.Quiet = False,
     verbose: o.Verbose = False,
+    given: dict = None,  # type: ignore[assignment]
 ) -> None:
     """Run the same input, with the same options, through several models and show their outputs side by side."""
-    given = dict(
-        src=src, tgt=to, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, num_beams=num_beams,
-        do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty,
-        seed=seed, continuation_only=continuation_only or None, targets=targets,
-        context=context, query=query, cross_encoder=cross_encoder or None, normalize=normalize, dimensions=dimensions,
-        labels=labels, hypothesis_template=hypothesis_template, multi_label=multi_label or None, aggregate=aggregate,
-    )  # fmt: skip
+    given = {**given, "context": context, "query": query}
 
     def body() -> int:
         _setup(offline, quiet, verbose)
@@ -90,7 +74,7 @@ def compare(
             from tfx.cli.tasks import read_context
 
             given["context"] = read_context(given["context"])
-        settings = _settings(name, {k: v for k, v in given.items() if v is not None})
+        settings = _settings(name, {k: v for k, v in given.items() if v is not None and v is not False})
         rows = run_comparison(name, texts, list(models or []), settings, device, dtype, trust_remote_code, verbose, fmt)
         if fmt == "text":
             several = len(texts) > 1
@@ -104,15 +88,17 @@ def compare(
 
 def _settings(task: str, given: dict[str, Any]):
     """The task's settings from compare's options; an option of another task is a usage error."""
+    from tfx.cli.derive import build_settings, flag_of
     from tfx.errors import UsageError
-    from tfx.spec import SETTINGS
+    from tfx.settings import SETTINGS, schema
 
+    own = {f.name for f in schema(SETTINGS[task])}
     for key in given:
-        if key not in COMPARE_OPTIONS[task]:
-            flag = OPTION_FLAGS.get(key, "--" + key.replace("_", "-"))
-            users = [t for t, keys in COMPARE_OPTIONS.items() if key in keys]
+        if key not in own:
+            users = [t for t, cls in SETTINGS.items() if any(f.name == key for f in schema(cls))]
+            flag = flag_of(users[0], key) if users else "--" + key.replace("_", "-")
             raise UsageError(f"{flag} does not apply to {task}.", f"It is an option of {' and '.join(users)}.")
-    settings = SETTINGS[task].from_params(given)
+    settings = build_settings(task, given)
     settings.validate()
     return settings
 

@@ -109,7 +109,19 @@ def mask_url(url: str) -> str:
     if not sep:
         scheme, rest = "", url
     at = rest.rfind("@")
-    return url if at < 0 else f"{scheme}{sep}***{rest[at:]}"
+    masked = url if at < 0 else f"{scheme}{sep}***{rest[at:]}"
+    return mask_query(masked)
+
+
+SECRET_QUERY = ("token", "access_token", "api_key", "apikey", "key", "password", "pass", "secret", "sig", "signature", "auth")
+
+
+def mask_query(url: str) -> str:
+    """Query parameters that carry secrets (`?token=...`, `&api_key=...`) keep their name, not their value."""
+    import re
+
+    pattern = r"([?&;](?:%s)=)[^&;#]*" % "|".join(SECRET_QUERY)
+    return re.sub(pattern, r"\1***", url, flags=re.IGNORECASE)
 
 
 def _probe_devices() -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from tfx.cli import options as o
+from tfx.cli import completion, options as o
 from tfx.cli.common import check_format as _check_format, execute as _execute, setup as _setup
 from tfx.io import print_json, print_table
 
@@ -73,7 +73,7 @@ def register(app: typer.Typer) -> None:
 def _params(n: int) -> str:
     if n <= 0:
         return "?"
-    return f"{n / 1e9:.1f}B" if n >= 1e9 else f"{n / 1e6:.0f}M"
+    return f"{n / 1e9:.1f}B" if n >= 1e9 else f"{n / 1e6:.0f}M" if n >= 1e6 else f"{n / 1e3:.0f}K"
 
 
 def _ago(timestamp: float) -> str:
@@ -88,13 +88,19 @@ def _ago(timestamp: float) -> str:
 # ---- tfx models ------------------------------------------------------------------------------------------
 
 
-def models(fmt: ListFormat = "text") -> None:
-    """The models tfx knows, by family, with their tasks, size, purpose and whether they are in the cache."""
+def models(
+    fmt: ListFormat = "text",
+    cached_only: Annotated[bool, typer.Option("--cached", help="Only the models in the local cache (tfx's catalogue and any other).")] = False,
+) -> None:
+    """The models tfx knows, by family, with their tasks, size, purpose and whether they are in the cache;
+    then every other cached model, with the family and tasks its config.json gives."""
 
     def body() -> int:
         _setup()
         _check_format(fmt, ("text", "json"))
-        entries = registry_entries()
+        from tfx.hub import listing
+
+        entries = listing.model_entries(cached_only)
         if fmt == "json":
             print_json(entries)
             return 0
@@ -107,29 +113,12 @@ def models(fmt: ListFormat = "text") -> None:
                  _params(e["params"]), e["size_on_disk_str"] if e["cached"] else "-", e["about"]]
                 for e in entries if e["family"] == family
             ]  # fmt: skip
-            print()
-            print_table(["model", "tasks", "params", "cached", "about"], rows, title=f"{family}: {registry.FAMILY_GUIDE[family]}")
+            if rows:
+                print()
+                print_table(["model", "tasks", "params", "cached", "about"], rows, title=f"{family}: {registry.FAMILY_GUIDE[family]}")
         return 0
 
     _execute(body)
-
-
-def registry_entries() -> list[dict[str, Any]]:
-    from tfx import hub, registry
-
-    cached = hub.cached_models()
-    entries = []
-    for m in registry.MODELS:
-        found = hub.find_cached(m.name)
-        size = sum(c.size for c in hub.matching_cached(m.name, cached)) if found else 0
-        entries.append(
-            {
-                "name": m.name, "repo_id": m.repo_id, "family": m.family, "tasks": list(m.tasks), "params": m.params,
-                "about": m.about, "default_for": [t.name for t in registry.TASK_TABLE if t.default_model == m.name],
-                "cached": found is not None, "size_on_disk": size, "size_on_disk_str": hub.format_size(size) if found else "",
-            }
-        )  # fmt: skip
-    return entries
 
 
 def print_choosing_guide() -> None:
@@ -148,8 +137,8 @@ def print_choosing_guide() -> None:
 
 
 def pull(
-    model: Annotated[Optional[str], typer.Argument(help="Model alias or Hub id (default: the default model of --task).", show_default=False)] = None,
-    task: Annotated[Optional[str], typer.Option("--task", help="generate, fill-mask, translate or summarize: check the model can do it (and pick the default model when none is given).", show_default=False)] = None,
+    model: Annotated[Optional[str], typer.Argument(help="Model alias or Hub id (default: the default model of --task).", show_default=False, autocompletion=completion.complete_model)] = None,
+    task: Annotated[Optional[str], typer.Option("--task", help="generate, fill-mask, translate or summarize: check the model can do it (and pick the default model when none is given).", show_default=False, autocompletion=completion.complete_task)] = None,
     revision: o.Revision = None,
     offline: o.Offline = False,
     quiet: o.Quiet = False,
@@ -161,11 +150,11 @@ def pull(
 
     def body() -> int:
         _setup(offline, quiet, verbose)
-        from tfx import errors, hub, registry
+        from tfx import errors, hub, registry, userconfig
 
         hub.validate_revision(revision)
         wanted = registry.task_info(task).name if task else None
-        name = model or (registry.default_model(wanted) if wanted else None)
+        name = userconfig.resolve(model) if model else (userconfig.default_for(wanted) or registry.default_model(wanted) if wanted else None)
         if not name:
             raise errors.UsageError("pull needs a model.", "Name one, e.g. `tfx pull gpt2`, or give --task for its default model.")
         if os.path.isdir(os.path.expanduser(name)) and name.startswith((".", "/", "~")):
@@ -326,7 +315,7 @@ def _confirm(question: str) -> bool:
 
 def search(
     query: Annotated[Optional[str], typer.Argument(help="Words to look for in model ids.", show_default=False)] = None,
-    task: Annotated[Optional[str], typer.Option("--task", help="fill-mask, text-generation, translation or summarization (tfx's task names work too).", show_default=False)] = None,
+    task: Annotated[Optional[str], typer.Option("--task", help="fill-mask, text-generation, translation or summarization (tfx's task names work too).", show_default=False, autocompletion=completion.complete_task)] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", help="Most models to list.")] = DEFAULT_SEARCH_LIMIT,
     fmt: ListFormat = "text",
     offline: o.Offline = False,

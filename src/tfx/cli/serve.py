@@ -57,6 +57,15 @@ def serve(
     max_queue: Annotated[int, typer.Option("--max-queue", help="Inputs waiting or running on one model before new requests get 503 with Retry-After.")] = c.DEFAULT_MAX_QUEUE,
     max_models: Annotated[Optional[int], typer.Option("--max-models", help="Most models loaded at once; the least recently used is unloaded first (default: no bound).", show_default=False)] = None,
     insecure: Annotated[bool, typer.Option("--insecure", help="Allow a --host other than loopback without --api-key.")] = False,
+    alias: Annotated[Optional[list[str]], typer.Option("--alias", help="Answer to NAME as MODEL, listed in /v1/models as NAME (repeatable): --alias gpt=openai-community/gpt2.", show_default=False)] = None,
+    allowed_hosts: Annotated[
+        Optional[list[str]],
+        typer.Option("--allowed-hosts", help="Host names clients may use besides localhost, 127.0.0.1, ::1 and --host (repeatable; '*': any). Others get 421.", show_default=False),
+    ] = None,
+    allowed_origins: Annotated[
+        Optional[list[str]],
+        typer.Option("--allowed-origins", help="Web origins whose pages may call the server (CORS; repeatable), e.g. http://localhost:3000. Others get 403.", show_default=False),
+    ] = None,
     engine: Annotated[
         str,
         typer.Option(
@@ -86,12 +95,13 @@ def serve(
         if max_tokens_cap < 1 or batch_window_ms < 0:
             raise UsageError("--max-tokens-cap must be at least 1 and --batch-window-ms at least 0.", "Leave them out for the defaults.")
         settings = c.Settings(
-            host=host, port=port, models=list(models or []), keep_alive_s=c.parse_duration(keep_alive), api_key=api_key or None,
+            host=host, port=port, models=list(models or []), keep_alive_s=c.parse_duration(keep_alive), api_key=api_key if api_key else None,
             max_tokens_cap=max_tokens_cap, batch_window_s=batch_window_ms / 1000, max_batch_size=max_batch_size,
             max_body_bytes=c.parse_size(max_body), device=device, dtype=dtype, trust_remote_code=trust_remote_code,
             allow_pull=allow_pull, verbose=verbose, quiet=quiet, max_inputs=max_inputs, max_request_tokens=max_request_tokens,
             max_top_k=max_top_k, max_masks=max_masks, max_queue=max_queue, max_models=max_models, insecure=insecure,
             engine=engine.strip().lower(), compute_type=compute_type, batching=batching.strip().lower(),
+            aliases=c.parse_aliases(alias or []), allowed_hosts=list(allowed_hosts or []), allowed_origins=list(allowed_origins or []),
         )  # fmt: skip
         c.check(settings)
         setup(offline, quiet, verbose, prefix="tfx serve")  # hub's environment, then setup_logging

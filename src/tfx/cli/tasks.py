@@ -11,7 +11,9 @@ import typer
 
 from tfx.cli import options as o
 from tfx.cli.common import execute, setup
-from tfx.cli.options import task_command
+from tfx.cli.derive import build_settings, escape
+from tfx.cli.options import IO_PANEL, task_command
+from tfx.settings import TASK_PANEL
 from tfx.registry import CROSS_ENCODER_MODEL, DEFAULT_FILL_MASK_MODEL, DEFAULT_GENERATE_MODEL, DEFAULT_SUMMARIZE_MODEL, ZERO_SHOT_MODEL, task_info
 
 GENERATE_EXAMPLES = """Examples:
@@ -60,7 +62,9 @@ NER_EXAMPLES = """Examples:
 """
 QA_EXAMPLES = """Examples:
 
-  tfx qa --context article.txt "Where is Hugging Face based?"
+  tfx qa --context-file article.txt "Where is Hugging Face based?"
+
+  tfx qa --context "Hugging Face is based in New York City." "Where is Hugging Face based?"
 
   jq -c '{question: .q, context: .passage}' set.jsonl | tfx qa --input-format jsonl --format jsonl
 """
@@ -78,26 +82,33 @@ RANK_EXAMPLES = """Examples:
 """
 
 
+# `tfx --help` groups the task commands by family, in the order of the seed's table.
+ENCODER_PANEL = "Encoder-only models (understanding)"
+DECODER_PANEL = "Decoder-only models (generation)"
+SEQ2SEQ_PANEL = "Encoder-decoder models (sequence to sequence)"
+
+
 def register(app: typer.Typer) -> None:
-    app.command(epilog=GENERATE_EXAMPLES)(generate)
-    app.command("fill-mask", epilog=FILL_MASK_EXAMPLES)(fill_mask)
-    app.command(epilog=TRANSLATE_EXAMPLES)(translate)
-    app.command(epilog=SUMMARIZE_EXAMPLES)(summarize)
-    app.command(epilog=CLASSIFY_EXAMPLES)(classify)
-    app.command(epilog=NER_EXAMPLES)(ner)
-    app.command(epilog=QA_EXAMPLES)(qa)
-    app.command(epilog=EMBED_EXAMPLES)(embed)
-    app.command(epilog=RANK_EXAMPLES)(rank)
+    app.command("fill-mask", epilog=FILL_MASK_EXAMPLES, rich_help_panel=ENCODER_PANEL)(fill_mask)
+    app.command(epilog=CLASSIFY_EXAMPLES, rich_help_panel=ENCODER_PANEL)(classify)
+    app.command(epilog=NER_EXAMPLES, rich_help_panel=ENCODER_PANEL)(ner)
+    app.command(epilog=QA_EXAMPLES, rich_help_panel=ENCODER_PANEL)(qa)
+    app.command(epilog=EMBED_EXAMPLES, rich_help_panel=ENCODER_PANEL)(embed)
+    app.command(epilog=RANK_EXAMPLES, rich_help_panel=ENCODER_PANEL)(rank)
+    app.command(epilog=GENERATE_EXAMPLES, rich_help_panel=DECODER_PANEL)(generate)
+    app.command(epilog=TRANSLATE_EXAMPLES, rich_help_panel=SEQ2SEQ_PANEL)(translate)
+    app.command(epilog=SUMMARIZE_EXAMPLES, rich_help_panel=SEQ2SEQ_PANEL)(summarize)
 
 
-def run_task(task: str, texts, settings_of, common: dict, stream: bool | None = None) -> None:
-    """Build the spec (checked once, before any model), then run it on the engine the options pick."""
+def run_task(task: str, texts, values: dict, common: dict, stream: bool | None = None, settings_of=None) -> None:
+    """Build the settings and the spec (checked once, before any model), then run it on the engine the
+    options pick. settings_of: the settings from `values` when a command needs more than build_settings."""
 
     def body() -> int:
         setup(common.pop("offline"), common["quiet"], common["verbose"])
         from tfx import engines, spec
 
-        settings = settings_of(common.pop("no_truncate"))
+        settings = settings_of(values) if settings_of is not None else build_settings(task, values)
         run = spec.build(task, settings, model=common.pop("model"), **_spec_parts(texts, common, stream))
         if not run.inputs.texts and run.inputs.path is None and sys.stdin.isatty():
             from tfx.errors import UsageError
@@ -111,194 +122,171 @@ def run_task(task: str, texts, settings_of, common: dict, stream: bool | None = 
 def _spec_parts(texts, c: dict, stream: bool | None) -> dict:
     from tfx import spec
 
-    engine = "remote" if c["server"] else c["engine"]
-    # --engine ct2|auto is the local engine with another backend (RunSpec.backend): CTranslate2 computes in
-    # this process; Ray replicas and the server open tasks from the same spec fields.
-    backend = engine if engine in ("ct2", "auto") else "transformers"
-    engine = "local" if backend != "transformers" else engine
+    engine, backend = pick_engine(c["engine"], c["backend"])
+    engine = "remote" if c["server"] else engine
     return dict(backend=backend, compute_type=c["compute_type"],
         revision=c["revision"], device=c["device"], dtype=c["dtype"], trust_remote_code=c["trust_remote_code"],
-        inputs=spec.Inputs(tuple(texts or ()), c["input_file"], c["input_format"]),
-        output=spec.Output(c["fmt"], stream, c["output"], c["output_format"]),
+        inputs=spec.Inputs(tuple(texts or ()), c["input_file"], input_format(c["input_file"], c["input_format"])),
+        output=spec.Output(output_format(c["fmt"]), stream, c["output"], c["output_format"]),
         engine=spec.Engine(engine, c["server"], c["ray_address"], c["replicas"], c["gpus_per_replica"]),
         batch_size=c["batch_size"], keep_going=c["keep_going"], quiet=c["quiet"], verbose=c["verbose"],
     )  # fmt: skip
 
 
-def _settings(name: str, **values):
-    """The task's settings class, built inside the catch point: a bad value is a one-line error."""
-    from tfx import spec
+def pick_engine(engine: str, backend: str | None) -> tuple[str, str]:
+    """(where it runs, what computes). --engine ct2|auto, the spelling before --backend, still works for a
+    release: it means --backend ct2|auto on the local engine, with a note on stderr."""
+    from tfx.errors import UsageError
 
-    return lambda no_truncate: spec.SETTINGS[name](no_truncate=no_truncate, **values)
+    if engine in ("ct2", "auto"):
+        if backend is not None and backend != engine:
+            raise UsageError(f"--engine {engine} and --backend {backend} disagree.", f"Use --backend {backend} alone (--engine is local or ray).")
+        import logging
+
+        logging.getLogger("tfx").warning("--engine %s is now --backend %s (--engine says where it runs: local or ray)", engine, engine)
+        return "local", engine
+    return engine, backend or "transformers"
 
 
-TopK = Annotated[Optional[int], typer.Option("--top-k", "-k", help="Show this many candidates, with scores.", show_default=False)]
+def input_format(path: str | None, given: str | None) -> str:
+    """--input-format, or what the --input file's extension says (.jsonl / .ndjson: jsonl), else text."""
+    if given is not None:
+        return "jsonl" if given == "json" else given
+    if path and path.lower().endswith((".jsonl", ".ndjson")):
+        return "jsonl"
+    return "text"
 
 
-@task_command()
-def generate(
-    texts: o.Texts = None,
-    max_new_tokens: o.MaxNewTokens = None,
-    max_length: o.MaxLength = None,
-    num_return_sequences: Annotated[Optional[int], typer.Option("--num-return-sequences", "-n", help="Sequences per prompt (they stay in one record).", show_default=False)] = None,
-    do_sample: Annotated[Optional[bool], typer.Option("--do-sample/--greedy", help="Sample instead of the model's default decoding.", show_default=False)] = None,
-    temperature: Annotated[Optional[float], typer.Option(help="Sampling temperature (> 0).", show_default=False)] = None,
-    top_k: Annotated[Optional[int], typer.Option("--top-k", help="Sample from the k most likely tokens.", show_default=False)] = None,
-    top_p: Annotated[Optional[float], typer.Option("--top-p", help="Nucleus sampling mass, in (0, 1].", show_default=False)] = None,
-    num_beams: o.NumBeams = None,
-    repetition_penalty: Annotated[Optional[float], typer.Option(help="Penalty for repeated tokens (1.0: none).", show_default=False)] = None,
-    no_repeat_ngram_size: Annotated[Optional[int], typer.Option(help="Never repeat an n-gram of this size.", show_default=False)] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed, for reproducible sampling.", show_default=False)] = None,
-    continuation_only: Annotated[bool, typer.Option("--continuation-only", help="Print only the new text, not the prompt.")] = False,
-    stream: Annotated[Optional[bool], typer.Option("--stream/--no-stream", help="Show tokens as they are made (default: for one prompt on a terminal).", show_default=False)] = None,
-    chat: Annotated[bool, typer.Option("--chat", help="Each record is one user message to a chat model, put in its chat template; prints the reply only.")] = False,
-    common: dict = None,  # type: ignore[assignment]
-) -> None:
-    settings = _settings(
-        "generate", chat=chat, max_new_tokens=max_new_tokens, max_length=max_length, num_return_sequences=num_return_sequences,
-        do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p, num_beams=num_beams,
-        repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size, seed=seed,
-        continuation_only=continuation_only,
-    )  # fmt: skip
-    run_task("generate", texts, settings, common, stream)
+def output_format(fmt: str) -> str:
+    """jsonl is the name of the one-JSON-object-per-record format; json is accepted as the same (the hub
+    commands' word for their JSON output)."""
+    return "jsonl" if fmt == "json" else fmt
+
+
+STREAM_HELP = "Show tokens as they are made (default: for one prompt on a terminal)."
+Stream = Annotated[Optional[bool], typer.Option("--stream/--no-stream", help=STREAM_HELP, show_default=False, rich_help_panel=IO_PANEL, metavar="")]
+
+
+@task_command("generate")
+def generate(texts: o.Texts = None, stream: Stream = None, values: dict = None, common: dict = None) -> None:  # type: ignore[assignment]
+    run_task("generate", texts, values, common, stream)
 
 
 generate.__doc__ = f"Continue each prompt with a decoder-only model (default: {DEFAULT_GENERATE_MODEL}); prints prompt + continuation."
 
 
-@task_command()
-def fill_mask(
-    texts: o.Texts = None,
-    top_k: Annotated[Optional[int], typer.Option("--top-k", "-k", help="List this many candidates per mask, with scores.", show_default=False)] = None,
-    targets: Annotated[Optional[str], typer.Option("--targets", help="Comma-separated words: only these are candidates.", show_default=False)] = None,
-    common: dict = None,  # type: ignore[assignment]
-) -> None:
-    run_task("fill-mask", texts, _settings("fill-mask", top_k=top_k, targets=targets), common)
+@task_command("fill-mask")
+def fill_mask(texts: o.Texts = None, values: dict = None, common: dict = None) -> None:  # type: ignore[assignment]
+    run_task("fill-mask", texts, values, common)
 
 
-fill_mask.__doc__ = (
+fill_mask.__doc__ = escape(
     f"Fill in [MASK] with an encoder-only model (default: {DEFAULT_FILL_MASK_MODEL}); prints the completed sentence. "
     "[MASK] works for every model; several masks are each filled with their best prediction."
 )
 
 
-@task_command()
-def translate(
-    texts: o.Texts = None,
-    to: Annotated[Optional[str], typer.Option("--to", "-t", help="Target language, an ISO code (fr, de, es, ...). Required.", show_default=False)] = None,
-    src: Annotated[str, typer.Option("--from", help="Source language, an ISO code.")] = "en",
-    max_new_tokens: o.MaxNewTokens = None,
-    num_beams: o.NumBeams = None,
-    split: Annotated[bool, typer.Option("--split/--no-split", help="Translate each text sentence by sentence and join them back (--no-split: each text whole, as the model sees it).")] = True,
-    common: dict = None,  # type: ignore[assignment]
-) -> None:
+@task_command("translate")
+def translate(texts: o.Texts = None, values: dict = None, common: dict = None) -> None:  # type: ignore[assignment]
     """Translate each text (default model: t5-small for en->fr/de/ro, else Helsinki-NLP/opus-mt-{from}-{to}), sentence by sentence."""
-    run_task("translate", texts, _settings("translate", src=src, tgt=to, max_new_tokens=max_new_tokens, num_beams=num_beams, split=split), common)
+    run_task("translate", texts, values, common)
 
 
-@task_command()
-def summarize(
-    texts: o.Texts = None,
-    max_new_tokens: o.MaxNewTokens = None,
-    min_new_tokens: o.MinNewTokens = None,
-    num_beams: o.NumBeams = None,
-    strategy: Annotated[str, typer.Option("--strategy", help="Input longer than the model's context: map-reduce (summarise it in parts, then their summaries) or truncate (its start only).")] = "map-reduce",
-    common: dict = None,  # type: ignore[assignment]
-) -> None:
-    run_task("summarize", texts, _settings("summarize", max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, num_beams=num_beams, strategy=strategy), common)
+@task_command("summarize")
+def summarize(texts: o.Texts = None, values: dict = None, common: dict = None) -> None:  # type: ignore[assignment]
+    run_task("summarize", texts, values, common)
 
 
 summarize.__doc__ = f"Summarise each text with an encoder-decoder model (default: {DEFAULT_SUMMARIZE_MODEL}; T5 gets 'summarize: ')."
 
 
-@task_command()
-def classify(
-    texts: o.Texts = None,
-    top_k: Annotated[Optional[int], typer.Option("--top-k", "-k", help="Show the k best labels (default 1).", show_default=False)] = None,
-    labels: Annotated[Optional[str], typer.Option("--labels", help=f"Comma-separated labels: zero-shot classification through an NLI model (default: {ZERO_SHOT_MODEL}).", show_default=False)] = None,
-    hypothesis_template: Annotated[Optional[str], typer.Option("--hypothesis-template", help='Zero-shot: the hypothesis each label is put into (default: "This example is {}.").', show_default=False)] = None,
-    multi_label: Annotated[bool, typer.Option("--multi-label", help="Zero-shot: score each label on its own (several can be true).")] = False,
-    common: dict = None,  # type: ignore[assignment]
-) -> None:
-    settings = _settings("classify", top_k=top_k, labels=labels, hypothesis_template=hypothesis_template, multi_label=multi_label)
-    run_task("classify", texts, settings, common)
+@task_command("classify")
+def classify(texts: o.Texts = None, values: dict = None, common: dict = None) -> None:  # type: ignore[assignment]
+    run_task("classify", texts, values, common)
 
 
-classify.__doc__ = f"Label each text with a fine-tuned encoder classifier (default: {task_info('classify').default_model}); prints LABEL<TAB>score."
+classify.__doc__ = (
+    f"Label each text with a fine-tuned encoder classifier (default: {task_info('classify').default_model}); prints LABEL<TAB>score. "
+    f"With --labels: zero-shot through an NLI model (default: {ZERO_SHOT_MODEL})."
+)
 
 
-@task_command()
-def ner(
-    texts: o.Texts = None,
-    aggregate: Annotated[str, typer.Option("--aggregate", help="How word pieces become entities: simple, first, average, max, or none (one per token).")] = "simple",
-    common: dict = None,  # type: ignore[assignment]
-) -> None:
-    run_task("ner", texts, _settings("ner", aggregate=aggregate), common)
+@task_command("ner")
+def ner(texts: o.Texts = None, values: dict = None, common: dict = None) -> None:  # type: ignore[assignment]
+    run_task("ner", texts, values, common)
 
 
 ner.__doc__ = f"Find named entities (people, places, organisations) with a token classifier (default: {task_info('ner').default_model})."
 
+ContextText = Annotated[Optional[str], typer.Option("--context", "-c", help='The text to answer from, itself (jsonl records may carry their own "context"; @FILE reads a file).', show_default=False, rich_help_panel=TASK_PANEL, metavar="TEXT")]
+ContextFile = Annotated[Optional[str], typer.Option("--context-file", help="A file whose text is the context.", show_default=False, rich_help_panel=TASK_PANEL, metavar="FILE")]
 
-@task_command()
-def qa(
-    texts: o.Texts = None,
-    context: Annotated[Optional[str], typer.Option("--context", "-c", help="The text to answer from: a file, or the text itself (jsonl records may carry their own \"context\").", show_default=False)] = None,
-    top_k: Annotated[Optional[int], typer.Option("--top-k", "-k", help="Show the k best answers, with scores.", show_default=False)] = None,
-    max_answer_length: Annotated[int, typer.Option("--max-answer-length", help="Longest answer, in tokens.")] = 30,
-    stride: Annotated[Optional[int], typer.Option("--stride", help="Tokens shared by neighbouring windows of a long context.", show_default=False)] = None,
-    common: dict = None,  # type: ignore[assignment]
-) -> None:
-    run_task("qa", texts, lambda no_truncate: _qa_settings(context, top_k, max_answer_length, stride, no_truncate), common)
+
+@task_command("qa")
+def qa(texts: o.Texts = None, context: ContextText = None, context_file: ContextFile = None, values: dict = None, common: dict = None) -> None:  # type: ignore[assignment]
+    def settings_of(values: dict):
+        return build_settings("qa", {**values, "context": qa_context(context, context_file, common)})
+
+    run_task("qa", texts, values, common, settings_of=settings_of)
 
 
 qa.__doc__ = f"Answer each question with a span of the context (extractive QA; default: {task_info('qa').default_model})."
 
 
-def _qa_settings(context: str | None, top_k, max_answer_length, stride, no_truncate):
-    from tfx import spec
+def qa_context(context: str | None, context_file: str | None, common: dict) -> str | None:
+    """The context every question is asked against: --context TEXT, --context @FILE or --context-file FILE.
+    A --context that looks like a file name of a file that does not exist is a typo, not a context; no
+    context at all is a usage error unless the records are jsonl (each may carry its own)."""
+    import os
 
-    context = read_context(context) if context is not None else None
-    return spec.QaSettings(context=context, top_k=top_k, max_answer_length=max_answer_length, stride=stride, no_truncate=no_truncate)
+    from tfx.cli.derive import read_text_file
+    from tfx.errors import UsageError
+
+    if context is not None and context_file is not None:
+        raise UsageError("--context and --context-file are two ways to give one context.", "Give only one of them.")
+    if context_file is not None:
+        return read_text_file(context_file, "--context-file")
+    if context is not None and context.startswith("@") and len(context) > 1:
+        return read_text_file(context[1:], "--context")
+    if context is not None:
+        if os.path.isfile(context):  # the old spelling, --context FILE: still read, it was documented
+            return read_text_file(context, "--context")
+        if looks_like_path(context):
+            raise UsageError(f"--context {context}: no such file, and it looks like a file name rather than a context.", "Check the path and use --context-file PATH (or --context @PATH); give text with spaces for a literal context.")
+        return context
+    jsonl = input_format(common.get("input_file"), common.get("input_format")) == "jsonl"
+    if not jsonl:
+        raise UsageError("qa needs a context to answer from.", 'Add --context-file FILE or --context "TEXT", or give jsonl records with "question" and "context" (--input-format jsonl).')
+    return None
+
+
+def looks_like_path(text: str) -> bool:
+    """One word with a file extension or a directory part: article.txt, ./notes, docs/a.md."""
+    import re
+
+    word = text.strip()
+    return bool(word) and " " not in word and (bool(re.search(r"\.[A-Za-z0-9]{1,5}$", word)) or "/" in word or word.startswith("~"))
 
 
 def read_context(context: str) -> str:
-    """--context names a file when one exists at that path; otherwise it is the text itself."""
-    import os
-
-    from tfx.errors import UsageError
-
-    if not os.path.isfile(context):
-        return context
-    try:
-        with open(context, encoding="utf-8") as handle:
-            return handle.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
-        raise UsageError(f"cannot read --context {context}: {why}.", "Give a UTF-8 text file, or the text itself.") from None
+    """--context as `tfx compare` takes it: a file when one exists at that path (or @FILE), else the text."""
+    return qa_context(context, None, {"input_format": "jsonl"}) or ""
 
 
-@task_command(fmt="jsonl")
-def embed(
-    texts: o.Texts = None,
-    normalize: Annotated[Optional[bool], typer.Option("--normalize/--no-normalize", help="Unit-length vectors (default: what the model's own modules say).", show_default=False)] = None,
-    dimensions: Annotated[Optional[int], typer.Option("--dimensions", help="Keep the first N dimensions (Matryoshka models).", show_default=False)] = None,
-    common: dict = None,  # type: ignore[assignment]
-) -> None:
-    run_task("embed", texts, _settings("embed", normalize=normalize, dimensions=dimensions), common)
+@task_command("embed", fmt="jsonl")
+def embed(texts: o.Texts = None, values: dict = None, common: dict = None) -> None:  # type: ignore[assignment]
+    run_task("embed", texts, values, common)
 
 
 embed.__doc__ = f"Turn each text into a sentence embedding (default: {task_info('embed').default_model}); jsonl vectors by default."
 
-
-@task_command()
-def rank(
-    query: Annotated[str, typer.Argument(help="What the input lines are ranked against.", show_default=False)],
-    texts: Annotated[Optional[list[str]], typer.Argument(help="Texts to rank; with none, the lines of stdin (or --input).", show_default=False)] = None,
-    top_k: Annotated[Optional[int], typer.Option("--top-k", "-k", help="Show only the k best lines.", show_default=False)] = None,
-    cross_encoder: Annotated[bool, typer.Option("--cross-encoder", help=f"Score each (query, line) pair with a cross-encoder (default: {CROSS_ENCODER_MODEL}).")] = False,
-    common: dict = None,  # type: ignore[assignment]
-) -> None:
-    run_task("rank", texts, _settings("rank", query=query, top_k=top_k, cross_encoder=cross_encoder), common)
+Query = Annotated[str, typer.Argument(help="What the input lines are ranked against.", show_default=False, metavar="QUERY")]
+RankTexts = Annotated[Optional[list[str]], typer.Argument(help="Texts to rank; with none, the lines of stdin (or --input).", show_default=False, metavar="TEXT")]
 
 
-rank.__doc__ = f"Rank the input lines by relevance to a query, best first (default: embeddings of {task_info('rank').default_model})."
+@task_command("rank")
+def rank(query: Query, texts: RankTexts = None, values: dict = None, common: dict = None) -> None:  # type: ignore[assignment]
+    run_task("rank", texts, {**values, "query": query}, common)
+
+
+rank.__doc__ = f"Rank the input lines by relevance to a query, best first (default: embeddings of {task_info('rank').default_model}; --cross-encoder: {CROSS_ENCODER_MODEL})."

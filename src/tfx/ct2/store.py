@@ -1,136 +1,42 @@
-"""Converted copies, beside the hub cache and never inside its snapshots:
+"""CTranslate2's converted copies, beside the hub cache and never inside its snapshots:
 $HF_HOME/ctranslate2/<owner>--<name>--<commit>--<ctranslate2 version>--<quantization>/.
 
-A copy is converted into a temporary folder under a lock on its name and renamed into place when complete
-(its tfx-ct2.json written last), so a crash or a second process never leaves a half model where a run would
-find it; leftovers of a crash are removed by the next conversion of that name, under the same lock."""
+The store itself (lock, temporary folder renamed into place when complete, listing and removal) is
+tfx.copies, shared with the onnx backend; this module names ct2's part of it."""
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
-import json
-import logging
-import os
-import shutil
-import sys
-import tempfile
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-log = logging.getLogger("tfx")
-META = "tfx-ct2.json"
-_COMMIT_DIR = "snapshots"
+from tfx import copies
+from tfx.copies import Converted, note, source_key  # noqa: F401 - re-exported: the ct2 store's API
 
-
-@dataclass(frozen=True)
-class Converted:
-    path: Path
-    repo_id: str
-    commit: str
-    version: str
-    quantization: str
-    size: int
+META = copies.KINDS["ct2"][1]
 
 
 def root() -> Path:
-    from huggingface_hub import constants  # cheap: reads the environment only
-
-    return Path(constants.HF_HOME) / "ctranslate2"
-
-
-def source_key(repo_id: str, snapshot: Path) -> tuple[str, str]:
-    """(repo part, commit) naming a source: the hub commit of a cached snapshot; for a local directory, its
-    path and a fingerprint of its files (a changed model is converted again)."""
-    if snapshot.parent.name == _COMMIT_DIR and repo_id != str(snapshot):
-        return repo_id.replace("/", "--"), snapshot.name
-    digest = hashlib.sha256(str(snapshot.resolve()).encode())
-    for child in sorted(snapshot.iterdir()):
-        try:
-            info = child.stat()
-        except OSError:
-            continue
-        digest.update(f"{child.name}:{info.st_size}:{info.st_mtime_ns}".encode())
-    return "local--" + hashlib.sha256(str(snapshot.resolve()).encode()).hexdigest()[:12], digest.hexdigest()[:12]
+    return copies.root("ct2")
 
 
 def folder(repo_id: str, snapshot: Path, version: str, quantization: str) -> Path:
-    repo, commit = source_key(repo_id, snapshot)
-    return root() / f"{repo}--{commit}--{version}--{quantization}"
+    return copies.folder("ct2", repo_id, snapshot, version, quantization)
 
 
 def complete(path: Path) -> bool:
-    return (path / META).is_file() and (path / "model.bin").is_file()
-
-
-def note(message: str) -> None:
-    """A line on stderr for the person at the terminal; --quiet (tfx's logger at ERROR) silences it."""
-    if log.getEffectiveLevel() < logging.ERROR:
-        print(f"tfx: {message}", file=sys.stderr, flush=True)
+    return copies.complete(path, "ct2")
 
 
 def ensure(path: Path, meta: dict, convert: Callable[[Path], None]) -> Path:
     """The converted copy at `path`, converting it with convert(tmp_dir) first if it is not complete."""
-    if complete(path):
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.parent / f".{path.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if complete(path):  # converted by another process while this one waited
-                return path
-            for stale in path.parent.glob(f".tmp-{path.name}-*"):
-                shutil.rmtree(stale, ignore_errors=True)  # a crashed conversion's leftovers (the lock is ours)
-            if path.exists():
-                shutil.rmtree(path)  # incomplete: not made by this code, or damaged
-            tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}-", dir=path.parent))
-            try:
-                started = time.monotonic()
-                note(f"converting {meta['repo_id']} to CTranslate2 ({meta['quantization']}), once, into {path}")
-                convert(tmp)
-                (tmp / META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-                os.chmod(tmp, 0o755)
-                os.rename(tmp, path)
-                note(f"converted {meta['repo_id']} in {time.monotonic() - started:.1f} s")
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-    return path
+    return copies.ensure(path, meta, convert, "ct2", "CTranslate2")
 
 
 def converted(repo_ids: set[str] | None = None) -> list[Converted]:
-    """The complete converted copies (of these repositories, case-insensitive, when given)."""
-    wanted = {r.lower() for r in repo_ids} if repo_ids is not None else None
-    found = []
-    try:
-        entries = sorted(root().iterdir())
-    except OSError:
-        return []
-    for entry in entries:
-        if entry.name.startswith(".") or entry.is_symlink() or not complete(entry):
-            continue
-        try:
-            meta = json.loads((entry / META).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        repo_id = str(meta.get("repo_id", ""))
-        if wanted is not None and repo_id.lower() not in wanted:
-            continue
-        size = sum(f.stat().st_size for f in entry.iterdir() if f.is_file() and not f.is_symlink())
-        found.append(Converted(entry, repo_id, str(meta.get("commit", "")), str(meta.get("version", "")), str(meta.get("quantization", "")), size))
-    return found
+    """The complete CTranslate2 copies (of these repositories, case-insensitive, when given)."""
+    return copies.converted(repo_ids, ("ct2",))
 
 
-def remove(copies: list[Converted]) -> int:
-    """Delete these copies (real folders directly inside root() only); the bytes freed."""
-    base = root().resolve()
-    freed = 0
-    for copy in copies:
-        if copy.path.is_symlink() or copy.path.resolve().parent != base:
-            continue
-        freed += copy.size
-        shutil.rmtree(copy.path)
-    return freed
+def remove(found: list[Converted]) -> int:
+    """Delete these copies (real folders directly inside their root only); the bytes freed."""
+    return copies.remove(found)

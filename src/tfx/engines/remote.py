@@ -200,3 +200,58 @@ def _error_from(error: dict[str, Any], url: str, status: int) -> TfxError:
         413: "Send less at once: use a smaller --batch-size.",
     }
     return TfxError(f"the server at {url} refused the request ({status}): {message}.", hints.get(status, "Check the server's log."))
+
+
+# ---- `tfx chat --server`: the server's OpenAI chat endpoint ------------------------------------------------
+
+
+class ChatClient:
+    """A conversation's turns sent to a tfx server's /v1/chat/completions, streamed: the server renders the
+    chat template, this side keeps the history. Standard library only, as the rest of this engine."""
+
+    def __init__(self, url: str):
+        self.server = Server(url)
+        with about(server=self.server.url):
+            self.info = self.server.health()
+
+    def only_model(self) -> str:
+        """The model to talk to when none is named: the server's one model."""
+        ids = [m.get("id") for m in self.info.get("models") or [] if isinstance(m, dict) and isinstance(m.get("id"), str)]
+        if len(ids) != 1:
+            listed = f" (it has {', '.join(ids)})" if ids else ""
+            raise UsageError(f"name the model to chat with on {self.server.url}{listed}.", "Add -m MODEL.")
+        return ids[0]
+
+    def stream(self, model: str, messages: list[dict[str, str]], settings: Any) -> Iterator[str]:
+        body = {"model": model, "messages": messages, "stream": True, **chat_params(settings)}
+        with about(server=self.server.url):
+            for event in self.server.events("/v1/chat/completions", body):
+                if isinstance(event.get("error"), dict):
+                    raise _error_from(event["error"], self.server.url, 400)
+                for choice in event.get("choices") or []:
+                    piece = (choice.get("delta") or {}).get("content") if isinstance(choice, dict) else None
+                    if isinstance(piece, str) and piece:
+                        yield piece
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def chat_params(settings: Any) -> dict[str, Any]:
+    """GenerateSettings in OpenAI's chat terms: each set field by its OpenAI name (the settings schema), tfx's
+    own (top_k, num_beams, ...) by theirs, which the server also takes; do_sample as OpenAI says it (a
+    temperature of 0 is greedy, a temperature samples)."""
+    from tfx.settings import schema
+
+    chat_fields = {"max_new_tokens", "do_sample", "temperature", "top_k", "top_p", "num_beams", "repetition_penalty", "no_repeat_ngram_size", "seed", "stop"}
+    params: dict[str, Any] = {}
+    for f in schema(type(settings)):
+        value = getattr(settings, f.name)
+        if f.name not in chat_fields or value is None or f.name == "do_sample":
+            continue
+        params[f.opt.openai or f.name] = list(value) if isinstance(value, tuple) else value
+    if settings.do_sample is False:
+        params["temperature"] = 0
+    elif settings.do_sample and "temperature" not in params:
+        params["temperature"] = 1.0
+    return params

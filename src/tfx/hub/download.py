@@ -71,7 +71,8 @@ def plan_download(repo_id: str, revision: str | None = None, display_name: str |
         config = dict(info.config or {})
         if task:
             family = registry.family_of(registry.lookup(shown) or registry.lookup(repo_id), config)
-            registry.check_model(shown, task, family, config)
+            names = {s.rfilename for s in info.siblings or []}
+            registry.check_model(shown, task, family, config, sentence_transformer="modules.json" in names)
         files = select_files([s.rfilename for s in info.siblings or []])
         if "config.json" not in files:
             raise errors.TfxError(f"{shown} has no config.json on the Hub; it is not a transformers model.", close_hint(shown))

@@ -12,11 +12,14 @@ import asyncio
 import time
 from typing import Any
 
-from fastapi import Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from tfx import ct2, registry
+from tfx.serve.http import ApiError, answered, body_schema, read_json, state
 from tfx.serve.metrics import memory_bytes
+
+router = APIRouter()
 
 MAX_BODY = 4096
 
@@ -51,27 +54,28 @@ def rows(manager) -> list[dict[str, Any]]:
     return listed
 
 
-def register(app, settings, manager) -> None:
-    from tfx.serve.app import ApiError, answered, read_json
+@router.get("/v1/ps")
+@answered
+async def ps(request: Request) -> dict[str, Any]:
+    _, manager = state(request)
+    return {"object": "list", "device": manager.device, "data": rows(manager)}
 
-    @app.get("/v1/ps")
-    @answered
-    async def ps() -> dict[str, Any]:
-        return {"object": "list", "device": manager.device, "data": rows(manager)}
 
-    @app.post("/v1/unload")
-    @answered
-    async def unload(request: Request) -> dict[str, Any]:
-        body: UnloadRequest = await read_json(request, UnloadRequest, MAX_BODY)
-        slots = [slot for slot in list(manager.slots.values()) if body.model in slot.names]
-        if not slots:
-            raise ApiError(404, f"the server has no model {body.model!r}: tfx ps lists the ones it has", "model_not_found", "model")
-        was_loaded = [slot.loaded is not None for slot in slots]
-        waits = []
-        for slot in slots:
-            try:  # on the slot's own thread, behind the work already queued there
-                waits.append(asyncio.wrap_future(slot.executor.submit(slot.unload_if_idle, 0.0, True, "(tfx stop)")))
-            except RuntimeError:  # shutting down
-                pass
-        await asyncio.gather(*waits)
-        return {"model": body.model, "unloaded": any(was_loaded), "loaded": any(slot.loaded is not None for slot in slots)}
+@router.post("/v1/unload", openapi_extra=body_schema(UnloadRequest))
+@answered
+async def unload(request: Request) -> dict[str, Any]:
+    _, manager = state(request)
+    body: UnloadRequest = await read_json(request, UnloadRequest, MAX_BODY)
+    name = manager.name_of(body.model)
+    slots = [slot for slot in list(manager.slots.values()) if body.model in slot.names or name in slot.names]
+    if not slots:
+        raise ApiError(404, f"the server has no model {body.model!r}: tfx ps lists the ones it has", "model_not_found", "model")
+    was_loaded = [slot.loaded is not None for slot in slots]
+    waits = []
+    for slot in slots:
+        try:  # on the slot's own thread, behind the work already queued there
+            waits.append(asyncio.wrap_future(slot.executor.submit(slot.unload_if_idle, 0.0, True, "(tfx stop)")))
+        except RuntimeError:  # shutting down
+            pass
+    await asyncio.gather(*waits)
+    return {"model": body.model, "unloaded": any(was_loaded), "loaded": any(slot.loaded is not None for slot in slots)}

@@ -14,6 +14,7 @@ from typing import Any
 
 from tfx import loading
 from tfx.serve.config import Settings
+from tfx.tasks import load_model, make_task
 
 log = logging.getLogger("tfx")
 ENGINES = ("local", "ct2", "auto")
@@ -86,18 +87,14 @@ class Backends:
         return CT2
 
     def load(self, prepared: loading.Prepared, backend: str, device: str, dtype) -> loading.Loaded:
+        """Through tasks.load_model, the load decision `tfx TASK` makes too (the fast path's weights included)."""
         s = self.settings
-        if backend == CT2:
-            from tfx.tasks.ct2 import load_ct2
-
-            return load_ct2(prepared, s.device, s.compute_type, s.trust_remote_code, s.verbose)
-        return loading.load(prepared, device, dtype, s.trust_remote_code, s.verbose)
+        where = s.device if backend == CT2 else device  # ct2 picks its own device from the option
+        return load_model(prepared, backend, where, dtype, s.trust_remote_code, s.verbose, s.compute_type)
 
     def make_task(self, backend: str, name: str, loaded: loading.Loaded, settings):
         if backend == CT2:
             from tfx.tasks.ct2 import CT2_TASKS
 
             return CT2_TASKS[name](loaded, settings)
-        from tfx.tasks import make_task
-
         return make_task(name, loaded, settings)

@@ -10,47 +10,26 @@ loaded again by the next batch that needs it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tfx import loading, pipeline
-from tfx.errors import TfxError
 from tfx.io import Record
 from tfx.results import Result, TextChunk
+from tfx.serve import cancel, continuous
+from tfx.serve.work import Finish, Outcome, QueueFull, Stream
 from tfx.spec import Settings
 
-if TYPE_CHECKING:
-    from tfx.serve.models import Manager
+__all__ = ["Finish", "Outcome", "QueueFull", "Slot", "Stream", "reusable", "sequences"]  # the work types' old home
 
 log = logging.getLogger("tfx")
-
-# Run on the model's thread after a text's result, with the task that made it: what the request keeps
-# besides the result (the completions endpoint's token counts, with the task's own tokenizer).
-Finish = Callable[[Any, str, Result], Any]
-
-
-class QueueFull(TfxError):
-    """A model's queue is at --max-queue: answered 503 with Retry-After."""
-
-    http_status = 503
-    code = "queue_full"
-
-
-@dataclass
-class Outcome:
-    """One text's answer: a result or the error that makes it an error record, the size of the model
-    batch it ran in (0: it did not run), and what the request's Finish made of it."""
-
-    result: Result | None
-    error: str | None = None
-    batch: int = 0
-    extra: Any = None
 
 
 @dataclass
@@ -83,12 +62,13 @@ def reusable(settings: Settings) -> bool:
 class Slot:
     """One model (one snapshot and head class) in memory, or ready to be loaded again."""
 
-    def __init__(self, prepared: loading.Prepared, manager: Manager):
+    def __init__(self, prepared: loading.Prepared, manager: Any):  # manager: the serve.models.Manager that owns it
         self.prepared = prepared  # the first request's; the tasks that share the head use the same model
         self.head = prepared.auto_class
         self.names = {prepared.name}
         self.manager = manager
         self.loaded: loading.Loaded | None = None
+        self.ever_loaded = False
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="tfx-model")
         self.lock = threading.Lock()  # guards `open` and each batch's `closed` between the loop and the thread
         self.open: dict[tuple[str, Settings], Batch] = {}
@@ -100,8 +80,6 @@ class Slot:
         self.pending = 0  # inputs queued or running here (changed on the event loop only)
         self.backend = "transformers"  # or "ct2" (serve.backends; the manager sets it)
         self.served = 0  # requests taken (tfx ps)
-        from tfx.serve import continuous  # builds on this module
-
         self.continuous = continuous.for_slot(self)  # --batching: generate requests join the running batch
 
     def touch(self) -> None:
@@ -119,7 +97,7 @@ class Slot:
                 "Retry after a moment (see Retry-After), or send fewer inputs.",
             )
 
-    def _hold(self, count: int) -> Callable[[Any], None]:
+    def hold(self, count: int) -> Callable[[Any], None]:
         self.pending += count
 
         def release(_future=None) -> None:
@@ -136,7 +114,7 @@ class Slot:
         loop = asyncio.get_running_loop()
         self.admit(len(texts))
         items = [Pending(text, loop.create_future(), finish) for text in texts]
-        release = self._hold(len(items))
+        release = self.hold(len(items))
         for item in items:
             item.future.add_done_callback(release)  # settled or cancelled (the client went away)
         key = (task, settings) if reusable(settings) else None
@@ -161,11 +139,11 @@ class Slot:
         if continuous is not None:
             return continuous
         self.admit(1)
-        stream = Stream(asyncio.get_running_loop(), self._hold(1))
+        stream = Stream(asyncio.get_running_loop(), self.hold(1))
         self.manager.count("requests", 1)
         self.served += 1
         try:
-            self.executor.submit(self._stream, task, settings, text, stream, finish)
+            self.executor.submit(self.stream_on_thread, task, settings, text, stream, finish)
         except RuntimeError as exc:  # the executor has shut down
             stream.put("error", exc)
         return stream
@@ -186,7 +164,13 @@ class Slot:
         if self.loaded is None:
             m = self.manager
             m.make_room(self)  # --max-models: the least recently used others are unloaded first
-            self.loaded = m.load(self)  # on the slot's backend (--engine)
+            try:
+                self.loaded = m.load(self)  # on the slot's backend (--engine)
+            except BaseException:
+                if not self.ever_loaded:  # not a model this server has: never a second, empty copy in the lists
+                    m.forget(self)
+                raise
+            self.ever_loaded = True
         self.touch()
         return self.loaded
 
@@ -220,7 +204,8 @@ class Slot:
             self.manager.count_batch(size)
 
         try:
-            done = pipeline.run_texts(task, [item.text for item in items], self.batch_limit(task_name, settings), on_batch)
+            with self.watching(task, lambda: any(not item.future.done() for item in items)):  # a gone client's future is cancelled
+                done = pipeline.run_texts(task, [item.text for item in items], self.batch_limit(task_name, settings), on_batch)
             outcomes = []
             for item, d in zip(items, done):
                 ran = d.error is None and bool(d.record.text.strip())  # an input may be a (question, context) pair
@@ -234,7 +219,7 @@ class Slot:
         self.touch()
         return outcomes
 
-    def _stream(self, task_name: str, settings: Settings, text: str, stream: Stream, finish: Finish | None) -> None:
+    def stream_on_thread(self, task_name: str, settings: Settings, text: str, stream: Stream, finish: Finish | None) -> None:
         try:
             stream.put("done", self.stream_now(task_name, settings, text, stream, finish))
         except BaseException as exc:  # noqa: BLE001 - handed to the reader
@@ -254,17 +239,18 @@ class Slot:
             if not text.strip():
                 return Outcome(Result())
             result = None
-            pieces = task.stream(text)
-            try:
-                for item in pieces:
-                    if stream.cancelled.is_set():
-                        return None
-                    if isinstance(item, TextChunk):
-                        stream.put("text", item.text)
-                    else:
-                        result = item
-            finally:
-                pieces.close()
+            with self.watching(task, lambda: not stream.cancelled.is_set()):  # per token, text or none
+                pieces = task.stream(pipeline.clip(task, text)[0])  # cut before tokenizing, as run_texts does
+                try:
+                    for item in pieces:
+                        if stream.cancelled.is_set():
+                            return None
+                        if isinstance(item, TextChunk):
+                            stream.put("text", item.text)
+                        else:
+                            result = item
+                finally:
+                    pieces.close()
             if result is None:  # the generation was stopped
                 return None
             self.manager.count_batch(1)
@@ -275,6 +261,10 @@ class Slot:
             if not reusable(settings):
                 task.close()
             self.touch()
+
+    def watching(self, task, wanted):
+        """serve.cancel's per-token check, on the transformers backend (CTranslate2 takes no criteria)."""
+        return cancel.watching(task, wanted) if self.backend == "transformers" else contextlib.nullcontext()
 
     def _task_for(self, name: str, settings: Settings):
         """Reuse the last task while (task, settings) stay the same. Only one task is kept per model: building
@@ -320,43 +310,6 @@ class Slot:
             log.info("unloaded %s %s", self.prepared.name, why)
         else:
             log.info("unloaded %s after %.0f s idle", self.prepared.name, keep_alive_s)
-
-
-class Stream:
-    """Text pieces of one streamed generation, handed from the slot's thread to the event loop."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, release: Callable[[], None] | None = None):
-        self.loop = loop
-        self.queue: asyncio.Queue = asyncio.Queue()
-        self.cancelled = threading.Event()
-        self._release = release  # the slot's count of pending inputs, given back once, on the loop
-
-    def put(self, kind: str, value: Any) -> None:
-        try:
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, (kind, value))
-        except RuntimeError:  # the loop has closed: the server is shutting down
-            self.cancelled.set()
-
-    async def events(self) -> AsyncIterator[tuple[str, Any]]:
-        """('text', piece)... then ('done', Outcome, or None when cancelled) or ('error', exception)."""
-        while True:
-            kind, value = await self.queue.get()
-            yield kind, value
-            if kind != "text":
-                return
-
-    def finished(self) -> None:
-        """From the slot's thread: the work is over, so its input no longer counts as pending."""
-        try:
-            self.loop.call_soon_threadsafe(self.close)
-        except RuntimeError:  # the loop has closed
-            pass
-
-    def close(self) -> None:
-        self.cancelled.set()
-        release, self._release = self._release, None
-        if release is not None:
-            release()
 
 
 def _settle(loop: asyncio.AbstractEventLoop, items: list[Pending], outcomes: list[Outcome] | None = None, exc: BaseException | None = None) -> None:

@@ -35,6 +35,7 @@ DEFAULT_MAX_MASKS = 32  # masks in one fill-mask input
 DEFAULT_MAX_QUEUE = 8192  # inputs waiting or running on one model before new work gets 503
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
+_ORIGIN = re.compile(r"^https?://[^/\s]+$", re.IGNORECASE)
 _SIZE = re.compile(r"^(\d+)([kmg]i?b?|b)?$")
 
 
@@ -65,10 +66,18 @@ class Settings:
     insecure: bool = False  # listen beyond loopback without --api-key
     engine: str = "local"  # local | ct2 | auto (serve.backends): CTranslate2 for the models and tasks it runs
     compute_type: str = "auto"  # --engine ct2/auto: int8 on CPU
+    aliases: dict[str, str] = field(default_factory=dict)  # --alias NAME=MODEL (serve.models.resolve_alias)
+    allowed_hosts: list[str] = field(default_factory=list)  # --allowed-hosts: Host headers besides loopback and --host
+    allowed_origins: list[str] = field(default_factory=list)  # --allowed-origins: CORS, and the Origins let in
 
 
 def check(settings: Settings) -> None:
     """The security defaults and the limits' ranges, before anything starts: a UsageError names the fix."""
+    if settings.api_key is not None and not settings.api_key.strip():
+        raise UsageError("--api-key is empty or only whitespace: no client could send it.", "Give a real key, e.g. --api-key \"$(openssl rand -hex 16)\".")
+    for origin in settings.allowed_origins:
+        if origin != "*" and not _ORIGIN.match(origin):
+            raise UsageError(f"--allowed-origins '{origin}' is not an origin.", "Write scheme://host[:port], e.g. http://localhost:3000, without a path.")
     if not settings.api_key and not settings.insecure and not is_loopback(settings.host):
         raise UsageError(
             f"--host {settings.host} is reachable from other machines and the server has no --api-key.",
@@ -97,6 +106,22 @@ def check(settings: Settings) -> None:
             raise UsageError("--max-models must be at least 1.", "Leave it out for no bound.")
         if len(set(settings.models)) > settings.max_models:
             raise UsageError(f"-m names {len(set(settings.models))} models, more than --max-models {settings.max_models}.", "Raise --max-models or name fewer.")
+
+
+def parse_aliases(values: list[str]) -> dict[str, str]:
+    """--alias NAME=MODEL values -> {NAME: MODEL}; a UsageError names a malformed one."""
+    aliases: dict[str, str] = {}
+    for value in values:
+        name, sep, model = (part.strip() for part in value.partition("="))
+        if not sep or not name or not model:
+            raise UsageError(f"--alias '{value}' is not NAME=MODEL.", "Write e.g. --alias gpt=openai-community/gpt2.")
+        if name in aliases and aliases[name] != model:
+            raise UsageError(f"--alias {name} names two models ({aliases[name]} and {model}).", "Give each alias one model.")
+        aliases[name] = model
+    for name, model in aliases.items():
+        if model in aliases:
+            raise UsageError(f"--alias {name}={model}: {model} is itself an alias.", "Point each alias at a model.")
+    return aliases
 
 
 def is_loopback(host: str) -> bool:

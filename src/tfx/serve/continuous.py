@@ -23,17 +23,15 @@ import asyncio
 import logging
 import threading
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tfx import registry
 from tfx.errors import TfxError
-from tfx.serve.batcher import Finish, Outcome, Stream
 from tfx.serve.continuous_engine import GREEDY, KV_BUDGET, SAMPLE, Engine, Job, prepare, start_engine
+from tfx.serve.work import Finish, Outcome, Stream
 from tfx.spec import GenerateSettings
+from tfx.tasks import make_task
 from tfx.tasks.generate import length_kwargs
-
-if TYPE_CHECKING:
-    from tfx.serve.batcher import Slot
 
 log = logging.getLogger("tfx")
 
@@ -41,7 +39,7 @@ MAX_TASKS = 32  # generate tasks kept, one per distinct settings
 NO_PROCESSOR = ("max_length", "repetition_penalty", "no_repeat_ngram_size")  # settings the manager cannot take
 
 
-def for_slot(slot: Slot) -> Continuous | None:
+def for_slot(slot) -> Continuous | None:  # slot: a serve.batcher.Slot (which imports this module)
     """The slot's continuous batcher, or None where --batching or the model's family rules it out."""
     mode = getattr(slot.manager.settings, "batching", "window")
     if mode == "window" or slot.prepared.family != registry.DECODER_ONLY:
@@ -59,6 +57,8 @@ def decoding_mode(task: str, settings: Any, defaults: dict[str, Any]) -> str | N
         return None
     if settings.seed is not None or settings.stop or settings.min_new_tokens or any(getattr(settings, k) is not None for k in NO_PROCESSOR):
         return None
+    if settings.logprobs is not None or settings.constrained():  # a hook and a grammar the manager has not
+        return None
     if settings.beams(defaults) != 1 or (settings.num_return_sequences or defaults.get("num_return_sequences") or 1) != 1:
         return None
     if "max_new_tokens" not in length_kwargs(settings, defaults):  # the model's own max_length decides
@@ -69,7 +69,7 @@ def decoding_mode(task: str, settings: Any, defaults: dict[str, Any]) -> str | N
 class Continuous:
     """One slot's managers (started on the slot's thread) and the requests they run (on the event loop)."""
 
-    def __init__(self, slot: Slot, loud: bool = False):
+    def __init__(self, slot, loud: bool = False):
         self.slot = slot
         self.loud = loud  # --batching continuous: say so when a model cannot
         self.lock = threading.Lock()  # guards `engines` between the loop and the slot's thread
@@ -98,7 +98,7 @@ class Continuous:
             return None
         slot, loop = self.slot, asyncio.get_running_loop()
         slot.admit(len(texts))
-        release = slot._hold(len(texts))
+        release = slot.hold(len(texts))
         futures = [loop.create_future() for _ in texts]
         for future in futures:
             future.add_done_callback(release)
@@ -124,7 +124,7 @@ class Continuous:
             return None
         slot, loop = self.slot, asyncio.get_running_loop()
         slot.admit(1)
-        stream = Stream(loop, slot._hold(1))
+        stream = Stream(loop, slot.hold(1))
         slot.manager.count("requests", 1)
         slot.served += 1
         work = loop.create_task(self._stream(mode, task, settings, text, finish, stream))
@@ -137,7 +137,7 @@ class Continuous:
         try:
             engine = await self.engine(mode)
             if engine is None:  # the model cannot: the window batcher's stream, as Slot.stream runs it
-                slot.executor.submit(slot._stream, task, settings, text, stream, finish)
+                slot.executor.submit(slot.stream_on_thread, task, settings, text, stream, finish)
                 return
             job = prepare(self.task_for(settings, engine), text, finish, stream)
             if job is not None:
@@ -172,8 +172,6 @@ class Continuous:
 
     def task_for(self, settings: GenerateSettings, engine: Engine):
         """The generate task of these settings (kept, a few of them): what the window batcher would run."""
-        from tfx.tasks import make_task
-
         gen = self._tasks.pop(settings, None)
         if gen is None or gen.loaded is not engine.loaded:
             gen = make_task("generate", engine.loaded, settings)

@@ -8,20 +8,17 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tfx import pipeline
 from tfx.errors import TfxError
 from tfx.results import GenerateResult, Result
-from tfx.serve.batcher import Finish, Outcome, Stream
+from tfx.serve import continuous_private as private
+from tfx.serve.work import Finish, Outcome, Stream
 from tfx.spec import GenerateSettings
 from tfx.tasks.base import context_length
 from tfx.tasks.generate import RNG
-
-if TYPE_CHECKING:
-    from tfx.serve.batcher import Slot
 
 log = logging.getLogger("tfx")
 
@@ -33,11 +30,10 @@ START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 60.0  # an unload lets the requests in flight finish for this long
 
 
-def start_engine(slot: Slot, loaded, mode: str) -> Engine | str:
+def start_engine(slot, loaded, mode: str) -> Engine | str:
     """A started manager for the mode, or why this model cannot have one."""
     import torch
     from transformers import ContinuousBatchingConfig
-    from transformers.generation.continuous_batching.cb_logits_processors import ContinuousBatchingLogitsProcessor
 
     model = loaded.model
     if not hasattr(model, "init_continuous_batching"):
@@ -66,14 +62,12 @@ def start_engine(slot: Slot, loaded, mode: str) -> Engine | str:
     # The manager seeds torch's default generator as it starts: not while a seeded generation runs.
     with RNG.alone(), torch.inference_mode():
         manager = model.init_continuous_batching(generation_config=generation, continuous_batching_config=config)
-        extra = [type(p).__name__ for p in manager.logit_processor.logits_processor if not isinstance(p, ContinuousBatchingLogitsProcessor)]
+        extra = private.unsupported_processors(manager)
         if extra:
             return f"its generation config needs {', '.join(extra)}"
         manager.start()
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while manager.batch_processor is None and manager.is_running() and time.monotonic() < deadline:
-            time.sleep(0.005)
-    if manager.batch_processor is None or not manager.is_running():
+        started = private.wait_until_started(manager, START_TIMEOUT_S)
+    if not started:
         manager.stop(block=True, timeout=5, hard_stop=True)
         return "transformers' continuous batching did not start"
     return Engine(manager, mode, slot, loaded, text.vocab_size)
@@ -96,7 +90,7 @@ class _NoPsutil(logging.Filter):
 class Engine:
     """One running ContinuousBatchingManager and the requests in it (touched on the event loop only)."""
 
-    def __init__(self, manager, mode: str, slot: Slot, loaded, vocab: int):
+    def __init__(self, manager, mode: str, slot, loaded, vocab: int):  # slot: the serve.batcher.Slot it runs for
         self.cb, self.mode, self.slot, self.loaded = manager, mode, slot, loaded
         self.defaults, self.vocab = loaded.model.generation_config, vocab  # what a request leaves unset
         self.jobs: dict[str, Job] = {}
@@ -139,9 +133,7 @@ class Engine:
 
     def forget(self, rid: str) -> None:
         """A cancelled request gets no last output, so its handler is not removed for it."""
-        router = self.cb.output_router
-        with router._lock:
-            router.result_handlers.pop(rid, None)
+        private.forget_handler(self.cb, rid)
 
     def done(self, job: Job) -> None:
         if self.jobs.pop(job.rid, None) is not None and not self.jobs:
@@ -166,7 +158,7 @@ def prepare(gen, text: str, finish: Finish | None, sink: asyncio.Future | Stream
         return None
     prompt = gen.chat_prompts([value])[0]
     ids = gen.tokenizer([prompt])["input_ids"][0]
-    limit, dropped = gen._prompt_limit(), 0
+    limit, dropped = private.prompt_limit(gen), 0
     if limit is not None and len(ids) > limit:
         ids, dropped = ids[-limit:], len(ids) - limit
     return Job(gen, text, prompt, list(ids), dropped, cut, finish, sink)
@@ -220,7 +212,7 @@ class Job:
             self._at = (read, len(full))
 
     def succeed(self, new: list[int]) -> None:
-        output, count = self.task._decode(self.ids, new, self.prompt)
+        output, count = private.decode(self.task, self.ids, new, self.prompt)
         result = GenerateResult(output=output, generated_tokens=count, truncated=self.dropped > 0, dropped_tokens=self.dropped)
         if self.cut:
             result.truncated, result.dropped_chars = True, self.cut

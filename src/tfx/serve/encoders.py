@@ -10,15 +10,17 @@ from __future__ import annotations
 import base64
 from typing import Any, Literal, Optional, Union
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from tfx import pipeline
 from tfx.errors import TaskMismatch
 from tfx.serve import limits
-from tfx.serve.config import Settings
-from tfx.serve.models import Manager
+from tfx.serve.http import ApiError, answered, body_schema, note, read_json, state, unless_gone
 from tfx.spec import EmbedSettings, RankSettings
+
+router = APIRouter()
 
 
 class EmbeddingsRequest(BaseModel):
@@ -57,7 +59,7 @@ def encoded(vector: Any, encoding: str) -> list[float] | str:
 
 def count_tokens(task, text: str, result) -> int:
     """Usage: the tokens the model read for one input (the batcher's finish hook, on the model's thread)."""
-    inputs = task.inputs_of(text) if hasattr(task, "inputs_of") else (text,)
+    inputs = tuple(pipeline.clip(task, t)[0] for t in (task.inputs_of(text) if hasattr(task, "inputs_of") else (text,)))  # what the model read
     return min(len(task.model.tokenizer(*inputs)["input_ids"]), task.limit)
 
 
@@ -66,64 +68,74 @@ def usage(outcomes) -> dict[str, int]:
     return {"prompt_tokens": tokens, "total_tokens": tokens}
 
 
-def register(app: FastAPI, settings: Settings, manager: Manager) -> None:
-    from tfx.serve.app import ApiError, answered, read_json, unless_gone
+def refuse_errors(texts: list[str], outcomes, param: str) -> None:
+    for i, outcome in enumerate(outcomes):
+        if outcome.error is not None:
+            raise ApiError(400, f"{param}[{i}]: {outcome.error}", "invalid_input", param)
 
-    def refuse_errors(texts: list[str], outcomes, param: str) -> None:
-        for i, outcome in enumerate(outcomes):
-            if outcome.error is not None:
-                raise ApiError(400, f"{param}[{i}]: {outcome.error}", "invalid_input", param)
 
-    @app.post("/v1/embeddings")
-    @answered
-    async def embeddings(request: Request):
-        body: EmbeddingsRequest = await read_json(request, EmbeddingsRequest, settings.max_body_bytes)
-        texts = [body.input] if isinstance(body.input, str) else list(body.input)
-        if not texts:
-            raise ApiError(400, "input is empty", "invalid_input", "input")
-        if not all(isinstance(t, str) for t in texts):
-            raise ApiError(400, "token arrays are not supported: send the text", "unsupported_parameter", "input")
-        if any(not t.strip() for t in texts):
-            raise ApiError(400, "input holds an empty string", "invalid_input", "input")
-        limits.check_inputs(len(texts), settings, "input")
-        wanted = EmbedSettings(dimensions=body.dimensions)
-        name = body.model or wanted.default_model("embed")
-        slot, _ = await manager.slot_for(name, "embed")
-        outcomes = await unless_gone(request, slot.run("embed", wanted, texts, count_tokens))
-        refuse_errors(texts, outcomes, "input")
-        data = [{"object": "embedding", "index": i, "embedding": encoded(o.result.embedding, body.encoding_format)} for i, o in enumerate(outcomes)]
-        return JSONResponse({"object": "list", "data": data, "model": name, "usage": usage(outcomes)})
+@router.post("/v1/embeddings", openapi_extra=body_schema(EmbeddingsRequest))
+@answered
+async def embeddings(request: Request):
+    settings, manager = state(request)
+    body: EmbeddingsRequest = await read_json(request, EmbeddingsRequest, settings.max_body_bytes)
+    texts = [body.input] if isinstance(body.input, str) else list(body.input)
+    if not texts:
+        raise ApiError(400, "input is empty", "invalid_input", "input")
+    if not all(isinstance(t, str) for t in texts):
+        raise ApiError(400, "input: token arrays are not supported, send the text", "unsupported_parameter", "input")
+    if any(not t.strip() for t in texts):
+        raise ApiError(400, "input holds an empty string", "invalid_input", "input")
+    limits.check_inputs(len(texts), settings, "input")
+    wanted = EmbedSettings(dimensions=body.dimensions)
+    name = body.model or wanted.default_model("embed")
+    note(request, model=name)
+    slot, _ = await manager.slot_for(name, "embed")
+    outcomes = await unless_gone(request, slot.run("embed", wanted, texts, count_tokens))
+    refuse_errors(texts, outcomes, "input")
+    data = [{"object": "embedding", "index": i, "embedding": encoded(o.result.embedding, body.encoding_format)} for i, o in enumerate(outcomes)]
+    used = usage(outcomes)
+    note(request, tokens=used["total_tokens"])
+    return JSONResponse({"object": "list", "data": data, "model": name, "usage": used})
 
-    async def rerank(request: Request):
-        body: RerankRequest = await read_json(request, RerankRequest, settings.max_body_bytes)
-        docs = [d if isinstance(d, str) else d.text for d in body.documents]
-        if any(not d.strip() for d in docs):
-            raise ApiError(400, "documents holds an empty string", "invalid_input", "documents")
-        limits.check_inputs(len(docs), settings, "documents")
-        wanted, slot, name = await scorer(body.model, body.query)
-        outcomes = await unless_gone(request, slot.run("rank", wanted, docs, count_tokens))
-        refuse_errors(docs, outcomes, "documents")
-        order = sorted(range(len(docs)), key=lambda i: -outcomes[i].result.score)[: body.top_n]
-        results = []
-        for i in order:
-            results.append({"index": i, "relevance_score": outcomes[i].result.score})
-            if body.return_documents:
-                results[-1]["document"] = {"text": docs[i]}
-        return JSONResponse({"object": "list", "model": name, "results": results, "usage": usage(outcomes)})
 
-    async def scorer(model: str | None, query: str):
-        """A cross-encoder where the model is one (the default is), else cosine of its embeddings."""
-        for cross in (True, False):
-            wanted = RankSettings(query=query, cross_encoder=cross)
-            name = model or wanted.default_model("rank")
-            try:
-                slot, _ = await manager.slot_for(name, "rank", None, wanted.variant())
-            except TaskMismatch:
-                if not cross or model is None:
-                    raise
-                continue
-            return wanted, slot, name
-        raise AssertionError("unreachable")
+@answered
+async def rerank(request: Request):
+    settings, manager = state(request)
+    body: RerankRequest = await read_json(request, RerankRequest, settings.max_body_bytes)
+    docs = [d if isinstance(d, str) else d.text for d in body.documents]
+    if any(not d.strip() for d in docs):
+        raise ApiError(400, "documents holds an empty string", "invalid_input", "documents")
+    limits.check_inputs(len(docs), settings, "documents")
+    wanted, slot, name = await scorer(manager, body.model, body.query)
+    note(request, model=name)
+    outcomes = await unless_gone(request, slot.run("rank", wanted, docs, count_tokens))
+    refuse_errors(docs, outcomes, "documents")
+    order = sorted(range(len(docs)), key=lambda i: -outcomes[i].result.score)[: body.top_n]
+    results = []
+    for i in order:
+        results.append({"index": i, "relevance_score": outcomes[i].result.score})
+        if body.return_documents:
+            results[-1]["document"] = {"text": docs[i]}
+    used = usage(outcomes)
+    note(request, tokens=used["total_tokens"])
+    return JSONResponse({"object": "list", "model": name, "results": results, "usage": used})
 
-    for path in ("/v1/rerank", "/rerank"):
-        app.post(path)(answered(rerank))
+
+async def scorer(manager, model: str | None, query: str):
+    """A cross-encoder where the model is one (the default is), else cosine of its embeddings."""
+    for cross in (True, False):
+        wanted = RankSettings(query=query, cross_encoder=cross)
+        name = model or wanted.default_model("rank")
+        try:
+            slot, _ = await manager.slot_for(name, "rank", None, wanted.variant())
+        except TaskMismatch:
+            if not cross or model is None:
+                raise
+            continue
+        return wanted, slot, name
+    raise AssertionError("unreachable")
+
+
+for _path in ("/v1/rerank", "/rerank"):  # Jina's and Cohere's path, and llama.cpp's
+    router.add_api_route(_path, rerank, methods=["POST"], openapi_extra=body_schema(RerankRequest), name="rerank" + _path.replace("/", "_"))

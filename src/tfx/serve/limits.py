@@ -1,8 +1,8 @@
 """What one request may ask of the server, checked on the event loop before any work is queued: the inputs,
 the output lengths, the stop strings, the candidates per mask and the request budget (inputs x sequences x
 new tokens, or inputs x masks x top_k). The checks read settings fields by name (getattr), so every task,
-the new ones too, gets the same limits. A value over a cap is a 400 naming the cap and its option; a
-request over the inputs or the budget bound is a 413."""
+the new ones too, gets the same limits. A value over a cap is a 400 (serve.http.LimitError) naming the cap and
+the server's option; a request over the inputs or the budget bound is a 413."""
 
 from __future__ import annotations
 
@@ -13,18 +13,12 @@ from typing import Any
 from tfx import loading, registry
 from tfx.serve.config import MAX_STOP_CHARS, MAX_STOPS
 from tfx.serve.config import Settings as ServerSettings
+from tfx.serve.http import LimitError
 from tfx.serve.schemas import LENGTH_KEYS
 from tfx.spec import Settings
+from tfx.tasks.generate import DEFAULT_MAX_NEW_TOKENS
 
 GENERIC_MASK = "[MASK]"  # what every fill-mask model takes (tasks.fill_mask rewrites it)
-
-
-class LimitError(Exception):
-    """A request over one of the server's limits; app.describe answers it with its status and code."""
-
-    def __init__(self, status: int, message: str, code: str, param: str | None = None):
-        super().__init__(message)
-        self.status, self.message, self.code, self.param = status, message, code, param
 
 
 def check_lengths(settings: Settings, cap: int, names: dict[str, str] | None = None) -> None:
@@ -84,8 +78,6 @@ def check_budget(task: str, settings: Settings, texts: list[str], limits: Server
 def new_tokens(settings: Settings, defaults: dict[str, Any]) -> int:
     """The most tokens one sequence may get: what the user set, else the model's generation config, else
     the generate task's default."""
-    from tfx.tasks.generate import DEFAULT_MAX_NEW_TOKENS
-
     for value in (getattr(settings, "max_new_tokens", None), getattr(settings, "max_length", None), defaults.get("max_new_tokens")):
         if isinstance(value, int) and value > 0:
             return value

@@ -14,26 +14,26 @@ Label values are bounded: an endpoint is a route of the app (else "other"), a mo
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from fastapi import Request, Response
+from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-if TYPE_CHECKING:
-    from tfx.serve.batcher import Slot
-    from tfx.serve.models import Manager
+from tfx.serve.http import MODEL_KEY, TOKENS_KEY, answered, state
 
-MODEL_KEY = "tfx_model"  # request.state.tfx_model: the model a request named, set where its body is read
+access = logging.getLogger("tfx.access")  # one line per request on stderr (serve.server sets it up; --quiet: off)
+router = APIRouter()
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
 
 class Metrics:
-    def __init__(self, manager: Manager):
+    def __init__(self, manager):  # manager: the serve.models.Manager whose slots the gauges read
         self.manager = manager
         self.registry = r = CollectorRegistry(auto_describe=True)
         self.requests = Counter("tfx_requests", "HTTP requests answered, by endpoint, model and status.", ["endpoint", "model", "status"], registry=r)
@@ -49,7 +49,7 @@ class Metrics:
     def expose(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
-    def count_outcome(self, slot: Slot, outcome: Any) -> None:
+    def count_outcome(self, slot, outcome: Any) -> None:
         """On a model's thread, after one input ran: its tokens. The completions' Usage knows the prompt's and
         each sequence's; other tasks' results know the tokens they generated."""
         model = slot.prepared.name
@@ -64,7 +64,7 @@ class Metrics:
 class SlotCollector:
     """The gauges read from the slots when Prometheus scrapes."""
 
-    def __init__(self, manager: Manager):
+    def __init__(self, manager):
         self.manager = manager
 
     def describe(self):
@@ -142,7 +142,8 @@ def _walk(obj: Any, tensor_type: type, add, depth: int) -> None:
 
 
 class MetricsMiddleware:
-    """Counts and times every HTTP answer (errors, 401s and 404s included): endpoint, model, status."""
+    """Counts and times every HTTP answer (errors, 401s and 404s included): endpoint, model, status; and
+    writes its access-log line: method, path, status, model, tokens, milliseconds."""
 
     def __init__(self, app, metrics: Metrics, routes: set[str]):
         self.app, self.metrics, self.routes = app, metrics, routes
@@ -170,10 +171,19 @@ class MetricsMiddleware:
             endpoint = self.endpoint(scope)
             named = state.get(MODEL_KEY)
             model = named if isinstance(named, str) and self.metrics.manager.knows(named) else ""
+            elapsed = time.perf_counter() - started
             self.metrics.requests.labels(endpoint, model, str(status)).inc()
-            self.metrics.latency.labels(endpoint, model).observe(time.perf_counter() - started)
+            self.metrics.latency.labels(endpoint, model).observe(elapsed)
             if first is not None:
                 self.metrics.first_token.labels(endpoint, model).observe(first - started)
+            if access.isEnabledFor(logging.INFO):
+                tokens = state.get(TOKENS_KEY)
+                path = scope.get("path", "")
+                path = path if len(path) <= 200 else path[:200] + "..."
+                access.info(
+                    "%s %s %d model=%s tokens=%s %.1fms", scope.get("method", "-"), path.encode("unicode_escape").decode("ascii"), status,
+                    model or "-", tokens if isinstance(tokens, int) else "-", elapsed * 1000,
+                )  # fmt: skip
 
     def endpoint(self, scope) -> str:
         route = getattr(scope.get("route"), "path", None)
@@ -182,17 +192,9 @@ class MetricsMiddleware:
         return scope["path"] if scope.get("path") in self.routes else "other"
 
 
-def register(app, settings, manager: Manager) -> None:
-    """GET /metrics, and the middleware that counts every request (outermost: it sees the 401s too)."""
-    from tfx.serve.app import answered
-
-    metrics = manager.metrics
-
-    @app.get("/metrics")
-    @answered
-    async def scrape(request: Request):
-        body, content_type = metrics.expose()
-        return Response(body, media_type=content_type)
-
-    routes = {getattr(route, "path", "") for route in app.routes} - {""}
-    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=routes)
+@router.get("/metrics")
+@answered
+async def scrape(request: Request):
+    _, manager = state(request)
+    body, content_type = manager.metrics.expose()
+    return Response(body, media_type=content_type)

@@ -14,13 +14,19 @@ from tfx import hub, loading, registry
 from tfx.errors import ModelNotFound, NotCached, TaskMismatch
 from tfx.serve.backends import Backends
 from tfx.serve.batcher import Slot
+from tfx.serve.config import Settings
 from tfx.serve.metrics import Metrics
+from tfx.tasks import default_batch_size
 
 log = logging.getLogger("tfx")
 MAX_NAME = 200  # the longest name hub.check_name takes
 EVICT_WAIT_S = 120.0  # how long a load waits for a model it evicts to finish its queued work
-from tfx.serve.config import Settings
-from tfx.tasks import default_batch_size
+
+
+def resolve_alias(name: str, aliases: dict[str, str]) -> str:
+    """The model an alias names (`tfx serve --alias NAME=MODEL`), or the name itself. One level: an alias
+    never names another alias, so a loop cannot be written."""
+    return aliases.get(name, name)
 
 
 class Manager:
@@ -34,6 +40,7 @@ class Manager:
         self.stats = {"requests": 0, "batches": 0, "inputs": 0, "largest_batch": 0, "cancelled": 0, "refused": 0, "evicted": 0}
         self._room = threading.Lock()  # one model makes room (--max-models) at a time
         self.started = time.time()
+        self.aliases = dict(settings.aliases)  # --alias NAME=MODEL
         self.backends = Backends(settings)  # --engine: which models run on CTranslate2
         self.metrics = Metrics(self)  # GET /metrics: this manager's registry
 
@@ -46,6 +53,7 @@ class Manager:
         found = self._prepared.get(key)
         if found is not None:
             return found
+        name = self.name_of(name)
         started = name in self.settings.models  # -m: a Hub id or a local directory
         if not started and len(name) > MAX_NAME:  # before any string work on it (close_hint) or the filesystem
             raise ModelNotFound(f"the model name is {len(name)} characters, over the {MAX_NAME} a Hub id may have.", "Name a model in the server's cache.")
@@ -60,22 +68,35 @@ class Manager:
         self._prepared[key] = prepared
         return prepared
 
-    def slot(self, prepared: loading.Prepared, backend: str | None = None) -> Slot:
+    def name_of(self, name: str) -> str:
+        """The model a client's name stands for: an alias's model, else the name."""
+        return resolve_alias(name, self.aliases)
+
+    def slot(self, prepared: loading.Prepared, backend: str | None = None, name: str | None = None) -> Slot:
+        """name: what the client called it (an alias is listed as the alias, not as its model)."""
         backend = backend or self.backends.of(prepared)
         key = (str(prepared.resolved.path), prepared.auto_class, backend)
         slot = self.slots.get(key)
         if slot is None:
             slot = self.slots[key] = Slot(prepared, self)
             slot.backend = backend
-        slot.names.add(prepared.name)
+            if name is not None and name != prepared.name:
+                slot.names.discard(prepared.name)
+        slot.names.add(name or prepared.name)
         return slot
+
+    def forget(self, slot: Slot) -> None:
+        """A slot whose first load failed: not a model the server has (never listed, never counted)."""
+        for key, found in list(self.slots.items()):
+            if found is slot:
+                del self.slots[key]
 
     async def slot_for(self, name: str, task: str, revision: str | None = None, variant: str | None = None, wanted=None) -> tuple[Slot, loading.Prepared]:
         """wanted: the request's settings, for the backend that can run them (serve.backends.route)."""
         prepared = self._prepared.get((name, task, revision, variant))
         if prepared is None:
             prepared = await asyncio.get_running_loop().run_in_executor(None, self.prepare, name, task, revision, None, variant)
-        slot = self.slot(prepared, self.backends.route(prepared, wanted))
+        slot = self.slot(prepared, self.backends.route(prepared, wanted), name)
         slot.touch()
         return slot, prepared
 
@@ -92,7 +113,9 @@ class Manager:
             except TaskMismatch as exc:
                 mismatch = exc
                 continue
-            self.slot(prepared).ensure_loaded()
+            slot = self.slot(prepared)
+            slot.names.update(alias for alias, model in self.aliases.items() if model == name)
+            slot.ensure_loaded()
             return
         raise mismatch  # type: ignore[misc] - every family can do some task
 
@@ -150,7 +173,7 @@ class Manager:
 
     def knows(self, name: str) -> bool:
         """A model name this server has (named with -m, or prepared for some request)."""
-        return name in self.settings.models or any(name in slot.names for slot in list(self.slots.values()))
+        return name in self.settings.models or name in self.aliases or any(name in slot.names for slot in list(self.slots.values()))
 
     def count_batch(self, size: int) -> None:
         self.metrics.batch.observe(size)
@@ -165,10 +188,13 @@ class Manager:
 
     def models(self) -> list[dict[str, Any]]:
         now = time.monotonic()
-        listed = []
-        for slot in self.slots.values():
+        listed, seen = [], set()
+        for slot in list(self.slots.values()):
             for name in sorted(slot.names):
+                seen.add(name)
                 listed.append({"id": name, "head": slot.head, "loaded": slot.loaded is not None, "idle_s": round(now - slot.last_used, 1)})
+        for alias in sorted(set(self.aliases) - seen):  # not asked for yet: loaded on first use
+            listed.append({"id": alias, "head": None, "loaded": False, "idle_s": None})
         return listed
 
     def close(self) -> None:

@@ -28,6 +28,12 @@ def serve(settings: Settings) -> int:
     manager = Manager(settings, device, devices.pick_dtype(settings.dtype, device))
     for name in settings.models:
         manager.preload(name)
+    for alias, model in settings.aliases.items():  # a typo in an alias fails now, not at its first request
+        if model not in settings.models and not settings.allow_pull:
+            from tfx import hub
+
+            hub.resolve(model, download=False, local_dirs=False)
+    setup_access_log(settings)
     sock = bind(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
     if not settings.api_key and not is_loopback(settings.host):  # only with --insecure
@@ -38,12 +44,27 @@ def serve(settings: Settings) -> int:
     config = uvicorn.Config(
         create_app(settings, manager),
         log_level="info" if settings.verbose else "warning",
-        access_log=settings.verbose,
+        access_log=False,  # tfx's own line per request instead (serve.metrics; --quiet: none)
         timeout_keep_alive=30,  # the CLI keeps one connection across its batches
         timeout_graceful_shutdown=5,
     )
     uvicorn.Server(config).run(sockets=[sock])
     return 0
+
+
+def setup_access_log(settings: Settings) -> None:
+    """One line per request on stderr (serve.metrics writes it): method, path, status, model, tokens, ms."""
+    access = logging.getLogger("tfx.access")
+    access.propagate = False
+    access.handlers = [h for h in access.handlers if not getattr(h, "tfx_access", False)]
+    if settings.quiet:
+        access.setLevel(logging.WARNING)
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("tfx serve: %(message)s"))
+    handler.tfx_access = True
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)
 
 
 def bind(host: str, port: int) -> socket.socket:

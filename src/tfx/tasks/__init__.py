@@ -42,23 +42,58 @@ def open_task(spec: RunSpec, device: str | None = None, prepared: Any = None):
     from tfx import devices, loading
 
     prepared = prepared or loading.prepare(spec.model, spec.task, spec.settings, spec.revision)
-    if getattr(spec, "backend", "transformers") != "transformers":  # CTranslate2 (tfx.tasks.ct2), or auto
-        from tfx.tasks.ct2 import open_ct2
-
-        task = open_ct2(spec, prepared, device)
+    if getattr(spec, "backend", "transformers") != "transformers":  # ct2, onnx, or auto: one of them or None
+        task = open_backend(spec, prepared, device)
         if task is not None:
             return task
-        spec = spec.replace(dtype="auto") if spec.backend == "auto" else spec
     device = devices.pick_device(device or spec.device)
     dtype = devices.pick_dtype(spec.dtype, device)
-    loaded = loading.load(prepared, device, dtype, spec.trust_remote_code, spec.verbose, fast=uses_fast(spec))
+    loaded = load_model(prepared, "transformers", device, dtype, spec.trust_remote_code, spec.verbose, settings=spec.settings)
     return make_task(spec.task, loaded, spec.settings)
+
+
+def load_model(prepared: Any, backend: str, device: str, dtype: Any, trust_remote_code: bool = False, verbose: bool = False, compute_type: str = "auto", settings: Settings | None = None):
+    """The one load decision for a prepared model (open_task's and `tfx serve`'s): CTranslate2's converted
+    model (backend "ct2"), else transformers, with the fast GPT-2 path's weights where the settings can take
+    it. settings None: a server's model, which serves every request's settings, so a generate model loads
+    them wherever the path applies (loading.load decides by device, dtype and family)."""
+    if backend == "ct2":
+        from tfx.tasks.ct2 import load_ct2
+
+        return load_ct2(prepared, device, compute_type, trust_remote_code, verbose)
+    from tfx import loading
+
+    fast = prepared.task == "generate" if settings is None else takes_fast(prepared.task, settings)
+    return loading.load(prepared, device, dtype, trust_remote_code, verbose, fast=fast)
+
+
+ONNX_TASKS = ("classify", "ner", "embed", "rank", "fill-mask")  # the encoder tasks tfx.tasks.onnx runs
+
+
+def open_backend(spec: RunSpec, prepared: Any, device: str | None = None):
+    """The task on spec.backend: ct2 (tfx.tasks.ct2: generate, translate, summarize), onnx (tfx.tasks.onnx:
+    the encoder tasks), or auto: whichever of the two runs this task, at float32 unless --compute-type says
+    otherwise, converting on first use; None (transformers runs it) where auto finds neither applies. An
+    explicit --dtype keeps auto on transformers (the other backends take --compute-type)."""
+    if spec.backend == "auto" and spec.dtype != "auto":
+        return None
+    if spec.backend == "onnx" or (spec.backend == "auto" and spec.task in ONNX_TASKS):
+        from tfx.tasks.onnx import open_onnx
+
+        return open_onnx(spec, prepared, device)
+    from tfx.tasks.ct2 import open_ct2
+
+    return open_ct2(spec, prepared, device)
 
 
 def uses_fast(spec: RunSpec) -> bool:
     """Whether a run with these settings can take the fast GPT-2 path, so its weights are worth loading."""
-    if spec.task != "generate":
+    return takes_fast(spec.task, spec.settings)
+
+
+def takes_fast(task: str, settings: Settings) -> bool:
+    if task != "generate":
         return False
     from tfx.fast.runner import FastPath
 
-    return FastPath.takes(spec.settings.generate_kwargs())
+    return FastPath.takes(settings.generate_kwargs())

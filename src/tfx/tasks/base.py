@@ -74,11 +74,11 @@ def stream_from(work: Callable[[Callable[[str], None]], Result]) -> Iterator[Tex
     pieces: queue.Queue = queue.Queue()
     cancelled = threading.Event()
 
-    def on_text(text: str) -> None:
+    def on_text(text: str | TextChunk) -> None:
         if cancelled.is_set():
             raise StreamCancelled
         if text:
-            pieces.put(TextChunk(text))
+            pieces.put(text if isinstance(text, TextChunk) else TextChunk(text))  # a chunk: with its logprobs
 
     def run() -> None:
         try:
@@ -123,6 +123,12 @@ def context_length(config: dict[str, Any]) -> int | None:
     return None
 
 
+def prompt_chars(config: dict[str, Any]) -> int:
+    """The characters of a prompt kept for a model of this config before anything tokenizes it: what the
+    generate task's pipeline cut keeps (Task.max_chars), for a server that has only the configs."""
+    return (context_length(config) or 512) * CHARS_PER_TOKEN
+
+
 def input_limit(loaded) -> int:
     """Longest input the encoder takes; tokenizers say 1e30 when they do not know."""
     limit = context_length(loaded.config)
@@ -133,4 +139,4 @@ def input_limit(loaded) -> int:
 
 
 def too_long(what: str, n_tokens: int, limit: int) -> RecordError:
-    return RecordError(f"input is {n_tokens} tokens, over the {what} limit of {limit} (--no-truncate was given)")
+    return RecordError(f"input is {n_tokens} tokens, over the {what} limit of {limit} (cutting it was turned off: --no-truncate, or no_truncate in a request)")

@@ -16,7 +16,7 @@ from tfx.tasks.base import Task, context_length, log
 from tfx.tasks.generate import Generate, check_room, length_kwargs
 from tfx.tasks.seq2seq import _DECODER_CAP, _LENGTH_FACTOR, _LENGTH_SLACK, Summarize, Translate
 
-BACKENDS = ("transformers", "ct2", "auto")
+BACKENDS = ("transformers", "ct2", "onnx", "auto")
 
 
 class _Ids(list):
@@ -157,7 +157,8 @@ def open_ct2(spec, prepared: loading.Prepared, device: str | None = None):
         ct2.require()
         check_model(prepared)
         where, index = ct2.pick_device(device or spec.device)
-        compute_type = ct2.pick_compute_type(spec.compute_type, where)
+        # auto never picks int8 unless asked: int8 changes the outputs
+        compute_type = ct2.pick_compute_type("float32" if spec.backend == "auto" and spec.compute_type == "auto" else spec.compute_type, where)
         seq2seq = prepared.family == registry.ENCODER_DECODER
         tokenizer = _tokenizer(prepared)
         path_of = lambda: converted_path(prepared, compute_type, spec.trust_remote_code, spec.verbose)  # noqa: E731

@@ -11,9 +11,9 @@ from typing import Any
 from tfx import registry
 from tfx.errors import UsageError
 from tfx.results import GenerateResult, Result, TextChunk
-from tfx.spec import GenerateSettings
+from tfx.spec import TASK_GENERATION_KEYS, GenerateSettings
 from tfx.tasks import chat
-from tfx.tasks.base import Task, context_length, stream_from, too_long
+from tfx.tasks.base import Task, context_length, log, stream_from, too_long
 
 # Used only when neither the user nor the model's generation_config.json sets a length.
 DEFAULT_MAX_NEW_TOKENS = 50
@@ -24,6 +24,8 @@ class Generate(Task):
     batch_sizes = (32, 64)
     settings: GenerateSettings
     keep = "end"  # a prompt too long for the model keeps its end, where generation goes on
+    constraint: Any = None  # --json / --json-schema: tfx.tasks.constrain.Constraint, built at the first batch
+    pieces: Any = None  # --logprobs: tfx.tasks.logprobs.TokenPieces
 
     def __init__(self, loaded, settings: GenerateSettings):
         # loaded.model and loaded.tokenizer are touched only when transformers is needed: the fast path
@@ -35,7 +37,13 @@ class Generate(Task):
         if settings.stop:  # transformers' StopStringCriteria; the fast path does not take them
             self.kwargs["stop_strings"] = list(settings.stop)
         fast = loaded.fast
-        self.fast = fast if fast is not None and fast.takes(self.kwargs) else None
+        self.fast = fast if fast is not None and fast.takes(self.kwargs) else None  # it refuses logprobs and JSON
+        for key in TASK_GENERATION_KEYS:  # turned into a streamer and a logits processor by _run
+            self.kwargs.pop(key, None)
+        if settings.constrained():
+            from tfx.tasks import constrain
+
+            constrain.check_schema(settings)  # a schema xgrammar cannot follow fails before any record is read
         self.tokenizer = self._setup_tokenizer(self.fast.tokenizer if self.fast is not None else loaded.tokenizer)
         self.truncate = not settings.no_truncate
         self.context = None if self.seq2seq else context_length(loaded.config)
@@ -102,14 +110,51 @@ class Generate(Task):
             return self._run(texts, on_text)
         batch = self.tokenizer.pad({"input_ids": ids}, return_tensors="pt").to(self.device)
         kwargs = dict(self.kwargs)
-        if on_text is not None and len(texts) == 1:
+        streaming = on_text is not None and len(texts) == 1
+        recorder = self._recorder(on_text if streaming else None)
+        if recorder is not None:
+            kwargs["streamer"] = recorder
+        elif streaming:
             kwargs["streamer"] = _callback_streamer(self.tokenizer, on_text)
+        if self.settings.constrained():
+            kwargs["logits_processor"] = [self._constraint().mask()]
         if "stop_strings" in kwargs:
             kwargs["tokenizer"] = self.tokenizer
-        with self._drawing(), torch.inference_mode():
+        hooked = recorder.attached(self.loaded.model) if recorder is not None else contextlib.nullcontext()
+        with self._drawing(), torch.inference_mode(), hooked:
             out = self.loaded.model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **kwargs)
         width = 0 if self.seq2seq else batch["input_ids"].shape[1]
-        return self._results(texts, ids, out, width, kwargs.get("num_return_sequences", 1), cut)
+        return self._results(texts, ids, out, width, kwargs.get("num_return_sequences", 1), cut, recorder)
+
+    def _recorder(self, on_text: Callable | None):
+        """--logprobs: the streamer and forward hook that read each step's logits (tfx.tasks.logprobs); when
+        streaming, it also sends the text, one chunk per token with that token's entry."""
+        if self.settings.logprobs is None:
+            return None
+        from tfx.tasks import logprobs
+
+        if self.pieces is None:
+            self.pieces = logprobs.TokenPieces(self.tokenizer)
+        recorder = logprobs.Recorder(self.settings.logprobs)
+        if on_text is not None:
+            recorder.on_step = _ChunkStream(self, recorder, on_text).step
+        return recorder
+
+    def _constraint(self):
+        """The compiled JSON grammar, against the vocabulary the model's logits have (tfx.tasks.constrain)."""
+        if self.constraint is None:
+            from tfx.tasks import constrain
+
+            head = self.loaded.model.get_output_embeddings() if hasattr(self.loaded.model, "get_output_embeddings") else None
+            vocab = head.weight.shape[0] if head is not None and hasattr(head, "weight") else len(self.tokenizer)
+            self.constraint = constrain.Constraint(self.tokenizer, vocab, self._eos_ids(), self.settings)
+        return self.constraint
+
+    def _eos_ids(self) -> list[int]:
+        eos = self.loaded.generation_defaults.get("eos_token_id", self.loaded.config.get("eos_token_id"))
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        return [] if eos is None else [int(eos)] if isinstance(eos, int) else [int(e) for e in eos]
 
     def _drawing(self):
         """The random numbers of this generation: the task's own seeded stream, alone on torch's generators;
@@ -118,31 +163,50 @@ class Generate(Task):
             return self.seeded.drawing()
         return RNG.shared() if self.sampling else contextlib.nullcontext()
 
-    def _results(self, texts, ids, out, width: int, n: int, cut: list[int]) -> list[GenerateResult]:
+    def _results(self, texts, ids, out, width: int, n: int, cut: list[int], recorder: Any = None) -> list[GenerateResult]:
         results = []
+        special = set(self.tokenizer.all_special_ids)
         for i, text in enumerate(texts):
-            sequences = [self._decode(ids[i], row[width:].tolist(), text) for row in out[i * n : (i + 1) * n]]
-            results.append(
-                GenerateResult(
-                    output=sequences[0][0],
-                    outputs=[s[0] for s in sequences] if n > 1 else None,
-                    generated_tokens=sum(s[1] for s in sequences),
-                    truncated=cut[i] > 0,
-                    dropped_tokens=cut[i],
-                )
+            rows = [row[width:].tolist() for row in out[i * n : (i + 1) * n]]
+            sequences = [self._decode(ids[i], new, text) for new in rows]
+            result = GenerateResult(
+                output=sequences[0][0],
+                outputs=[s[0] for s in sequences] if n > 1 else None,
+                generated_tokens=sum(s[1] for s in sequences),
+                truncated=cut[i] > 0,
+                dropped_tokens=cut[i],
             )
+            if recorder is not None:
+                start = 1 if self.seq2seq else 0  # an encoder-decoder's rows begin with the decoder's start token
+                result.logprobs = [recorder.row(i * n + k, new[start:], lambda t: t not in special, self.pieces) for k, new in enumerate(rows)]
+            if self.constraint is not None and self.settings.constrained():
+                result.finish_reasons = [self._finish(new, s[0]) for new, s in zip(rows, sequences)]
+                result.incomplete = not all(self.constraint.complete(new) for new in rows)
+                if result.incomplete:
+                    log.warning("the JSON output is incomplete: the generation ended before it closed (raise --max-new-tokens)")
+            results.append(result)
         return results
+
+    def _finish(self, new_ids: list[int], text: str) -> str:
+        """OpenAI's finish reason: "stop" where the sequence ended itself (its end-of-sequence token, a stop
+        string), "length" where max_new_tokens ran out first."""
+        eos = set(self._eos_ids())
+        ended = any(t in eos for t in new_ids) or any(s in text for s in self.settings.stop or ())
+        return "stop" if ended else "length"
 
     def _decode(self, prompt_ids: list[int], new_ids: list[int], prompt: str) -> tuple[str, int]:
         special = set(self.tokenizer.all_special_ids)
         count = sum(1 for t in new_ids if t not in special)
+        continuation = self._new_text(prompt_ids, new_ids)
+        return (continuation if self.seq2seq or self.settings.continuation_only else prompt + continuation), count
+
+    def _new_text(self, prompt_ids: list[int], new_ids: list[int]) -> str:
         if self.seq2seq:
-            return self.tokenizer.decode(new_ids, skip_special_tokens=True), count
+            return self.tokenizer.decode(new_ids, skip_special_tokens=True)
         # Decode prompt and continuation together and cut the prompt's text off, so tokenizers that merge
         # across the boundary (leading spaces) still give the right continuation.
         skip = len(self.tokenizer.decode(prompt_ids, skip_special_tokens=True))
-        continuation = self.tokenizer.decode(prompt_ids + new_ids, skip_special_tokens=True)[skip:]
-        return (continuation if self.settings.continuation_only else prompt + continuation), count
+        return self.tokenizer.decode(prompt_ids + new_ids, skip_special_tokens=True)[skip:]
 
 
 def length_kwargs(settings: GenerateSettings, defaults: dict[str, Any]) -> dict[str, Any]:
@@ -238,6 +302,32 @@ class Seeded:
                     torch.cuda.set_rng_state(self.state[1], index)
             yield
             self.state = (torch.get_rng_state(), torch.cuda.get_rng_state(index) if cuda else None)
+
+
+class _ChunkStream:
+    """A streamed generation with --logprobs: after each step, the new text (decoded as the result's is) in one
+    TextChunk with the entries of the tokens it holds; a token that ends inside a character waits for the
+    rest of it."""
+
+    def __init__(self, task: Generate, recorder, on_text: Callable):
+        self.task, self.recorder, self.on_text = task, recorder, on_text
+        self.special = set(task.tokenizer.all_special_ids)
+        self.ids: list[int] = []
+        self.held: list[dict[str, Any]] = []
+        self.sent = 0
+
+    def step(self, t: int) -> None:
+        token = self.recorder.steps[t][0][0]
+        if token in self.special:
+            return
+        self.ids.append(token)
+        self.held.append(self.recorder.entry(t, 0, self.task.pieces))
+        prompt = [] if self.task.seq2seq else self.recorder.prompt or []
+        text = self.task._new_text(prompt, self.ids)
+        if not text[self.sent :] or text.endswith("\ufffd"):
+            return
+        piece, self.sent, held, self.held = text[self.sent :], len(text), self.held, []
+        self.on_text(TextChunk(piece, held))
 
 
 def _callback_streamer(tokenizer, on_text):

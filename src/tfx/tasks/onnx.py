@@ -1,0 +1,181 @@
+"""The encoder tasks on the ONNX Runtime backend (`--backend onnx`, or `auto`): the transformers tasks' own
+preparation (Encoded's exact-length groups, truncation, the zero-shot hypotheses, ner's aggregation, fill-mask's
+windows) with onnxruntime computing and numpy doing what torch did after it (softmax, sigmoid, top-k), so a run
+on a converted copy imports neither torch nor transformers. `open_onnx` is open_task's branch for them; with
+backend "auto" a model the backend cannot run is noted on stderr and left to transformers (it returns None)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from tfx import copies, loading
+from tfx import onnx as backend
+from tfx.results import ClassifyResult, FillMaskResult, NerResult
+from tfx.tasks.base import log
+from tfx.tasks.classify import Classify, Encoded
+from tfx.tasks.fill_mask import FillMask
+from tfx.tasks.ner import IGNORED, Ner, _entity, group_entities
+
+
+def softmax(x, axis: int = -1):
+    import numpy as np
+
+    x = np.asarray(x, dtype=np.float32)
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def sigmoid(x):
+    import numpy as np
+
+    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float32)))
+
+
+def _inputs(batch: Encoded, group: list[int], tokenizer) -> dict[str, Any]:
+    from tfx.onnx.runner import pad
+
+    return pad([batch.rows[i] for i in group], batch.names, tokenizer)
+
+
+class OnnxClassify(Classify):
+    def _scores(self, batch: Encoded, function: str = "none") -> list[list[float]]:
+        out: list[list[float]] = [[] for _ in batch.rows]
+        for group in batch.groups(self.budget):
+            logits = self.model.forward(_inputs(batch, group, self.tokenizer))
+            if function == "softmax":
+                logits = softmax(logits)
+            elif function == "sigmoid":
+                logits = sigmoid(logits)
+            for i, row in zip(group, logits.tolist()):
+                out[i] = row
+        return out
+
+    def _zero_shot(self, texts: list[str]) -> list[ClassifyResult]:
+        import numpy as np
+
+        n = len(self.labels)
+        batch = Encoded(self.tokenizer, [t for t in texts for _ in range(n)], self.limit, self.hypotheses * len(texts))
+        grid = np.asarray(self._scores(batch), dtype=np.float32).reshape(len(texts), n, -1)
+        if self.multi_label:
+            scores = softmax(grid[..., [self.contradiction, self.entail]])[..., 1]
+        else:
+            scores = softmax(grid[..., self.entail])
+        results = []
+        for i, row in enumerate(scores.tolist()):
+            order = sorted(range(n), key=lambda j: -row[j])[: self.top_k]
+            results.append(self._result([(self.labels[j], row[j]) for j in order], max(batch.dropped[i * n : (i + 1) * n])))
+        return results
+
+
+class OnnxNer(Ner):
+    def run(self, texts: list[str]) -> list[NerResult]:
+        batch = Encoded(self.tokenizer, texts, self.limit, return_offsets_mapping=True, return_special_tokens_mask=True)
+        wide = self.aggregate in ("first", "average", "max")
+        left = self.tokenizer.padding_side == "left"
+        results: list[NerResult | None] = [None] * len(texts)
+        for group in batch.groups(self.budget):
+            probs = softmax(self.model.forward(_inputs(batch, group, self.tokenizer)))
+            best, index = probs.max(axis=-1), probs.argmax(axis=-1)
+            for g, i in enumerate(group):
+                row = batch.rows[i]
+                n = len(row["input_ids"])
+                at = slice(probs.shape[1] - n, None) if left else slice(0, n)
+                text = texts[i]
+                pre = self._pre_entities(text, row)
+                if wide:
+                    entities = group_entities(self._words(text, pre, probs[g, at]), text)
+                else:
+                    labels, scores = index[g, at], best[g, at]
+                    per_token = [_entity(self.id2label[int(labels[t])], scores[t], text, start, end) for t, start, end, _ in pre]
+                    entities = per_token if self.aggregate == "none" else group_entities(per_token, text)
+                kept = [e for e in entities if e["label"] not in IGNORED]
+                for e in kept:
+                    e["score"] = float(e["score"])
+                words = "  ".join(f"{e['word']}/{e['label']}" for e in kept)
+                results[i] = NerResult(output=words, truncated=batch.dropped[i] > 0, entities=kept, dropped_tokens=batch.dropped[i])
+        return results  # type: ignore[return-value]
+
+
+class OnnxFillMask(FillMask):
+    def run(self, texts: list[str]) -> list[FillMaskResult]:
+        import numpy as np
+
+        from tfx.onnx.runner import pad
+
+        ids, cut = self._encode(texts)
+        rows = [{"input_ids": r, "attention_mask": [1] * len(r), "token_type_ids": [0] * len(r)} for r in ids]
+        arrays = pad(rows, self.model.inputs, self.tokenizer)
+        selected = arrays["input_ids"] == self.tokenizer.mask_token_id
+        probs = softmax(self.model.forward(arrays)[selected])
+        targets = np.asarray(self.target_ids) if self.target_ids is not None else None
+        if targets is not None:
+            probs = probs[:, targets]
+        k = min(self.top_k or 1, probs.shape[-1])
+        indices = np.argsort(-probs, axis=-1, kind="stable")[:, :k]
+        scores = np.take_along_axis(probs, indices, axis=-1)
+        if targets is not None:
+            indices = targets[indices]
+        counts = selected.sum(axis=1).tolist()
+        results, row = [], 0
+        for text, count in zip(texts, counts):
+            preds = [self._candidates(scores[row + j], indices[row + j]) for j in range(count)]
+            row += count
+            dropped = cut[len(results)]
+            results.append(FillMaskResult(self._fill(text, [p[0]["token"] for p in preds]), dropped > 0, preds, self.top_k is not None, dropped_tokens=dropped))
+        return results
+
+
+def onnx_tasks() -> dict[str, type]:
+    from tfx.tasks.onnx_sentence import OnnxEmbed, OnnxRank
+
+    return {"classify": OnnxClassify, "ner": OnnxNer, "fill-mask": OnnxFillMask, "embed": OnnxEmbed, "rank": OnnxRank}
+
+
+def converted_path(prepared: loading.Prepared, head: str, quantization: str, trust_remote_code: bool = False):
+    """The onnx copy of a prepared model for this head and quantization, exported first if needed."""
+    resolved = prepared.resolved
+    path = copies.folder("onnx", resolved.repo_id, resolved.path, head, quantization)
+    _, commit = copies.source_key(resolved.repo_id, resolved.path)
+    meta = {"repo_id": resolved.repo_id, "commit": commit, "version": backend.version(), "quantization": quantization, "head": head, "source": str(resolved.path), "made": time.time()}
+
+    def run_export(tmp):
+        from tfx.onnx.export import export
+
+        export(resolved.path, tmp, head, quantization, trust_remote_code)
+
+    return copies.ensure(path, meta, run_export, "onnx", f"ONNX for {head}")
+
+
+def load_onnx(prepared: loading.Prepared, compute_type: str = "auto", trust_remote_code: bool = False) -> loading.Loaded:
+    """The copy (exported first if needed) as a Loaded whose model is the onnxruntime Runner."""
+    from tfx.onnx.runner import Runner
+
+    backend.require()
+    head = backend.head_of(prepared.task, prepared.variant)
+    quantization = backend.pick_compute_type(compute_type)
+    path = converted_path(prepared, head, quantization, trust_remote_code)
+    started = time.monotonic()
+    runner = Runner(path, quantization)
+    log.info("loaded %s (onnx, %s) in %.2f s", prepared.name, quantization, time.monotonic() - started)
+    return loading.Loaded(prepared, "cpu", load_model=lambda: runner, load_tokenizer=lambda: runner.tokenizer)
+
+
+def open_onnx(spec, prepared: loading.Prepared, device: str | None = None):
+    """The onnx task for spec, or None (backend auto) when transformers must run it; the reason is noted."""
+    from tfx.errors import UsageError
+
+    if spec.dtype != "auto":
+        raise UsageError(f"--dtype {spec.dtype} applies to the transformers backend.", "With --backend onnx use --compute-type (float32, int8).")
+    try:
+        backend.require()
+        backend.head_of(spec.task, prepared.variant)
+        backend.pick_device(device or spec.device)
+        compute = "float32" if spec.backend == "auto" and spec.compute_type == "auto" else spec.compute_type
+        loaded = load_onnx(prepared, compute, spec.trust_remote_code)
+        return onnx_tasks()[spec.task](loaded, spec.settings)
+    except backend.Unsupported as exc:
+        if spec.backend != "auto":
+            raise
+        copies.note(f"--backend auto: running transformers ({exc.message})")
+        return None
