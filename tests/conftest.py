@@ -98,6 +98,10 @@ HF_TEST_ENV: dict[str, str] = {
     "TOKENIZERS_PARALLELISM": "false",
     "HF_HOME": _HF_HOME,
     "HF_HUB_CACHE": str(HUB_CACHE_DIR),
+    # tfx's own config and state (aliases, default models, chat history): never the developer's own
+    "TFX_CONFIG": os.path.join(_HF_HOME, "tfx-config.toml"),
+    "XDG_CONFIG_HOME": os.path.join(_HF_HOME, "config"),
+    "XDG_STATE_HOME": os.path.join(_HF_HOME, "state"),
 }
 # Variables that would point the hub somewhere else or re-enable the network.
 _HF_ENV_TO_DROP = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_CACHE",

@@ -35,7 +35,8 @@ def option_rows(text: str) -> list[str]:
         if line.startswith("╭─"):
             panel = line.strip("╭─╮ ").split(" ─")[0].strip()
             continue
-        if panel and panel != "Arguments" and line.startswith("│") and "--help" not in line:
+        typers_own = ("--help", "--install-completion", "--show-completion")
+        if panel and panel != "Arguments" and line.startswith("│") and not any(o in line for o in typers_own):
             rows.append(line)
     return rows
 
@@ -63,11 +64,21 @@ def test_root_help_groups_commands_by_family_in_the_seed_order():
     encoder = text[text.index("Encoder-only models") : text.index("Decoder-only models")]
     for task in ("fill-mask", "classify", "ner", "qa", "embed", "rank"):
         assert task in encoder
+    assert "Commands" not in panels, panels  # every command sits in a group
+    decoder = text[text.index("Decoder-only models") : text.index("Encoder-decoder models")]
+    assert "generate" in decoder and "chat" in decoder
+    assert panels.index("Encoder-decoder models (sequence to sequence)") < panels.index("Models and cache") < panels.index("Serving")
     summary = text.split("╭─")[0]
-    for task in TASKS:
+    for task in (*TASKS, "chat"):
         assert task in summary
     fill_mask = help_of("fill-mask")
     assert "[MASK]" in fill_mask.split("╭─")[0]  # the docstring's [MASK] is escaped, not a vanished tag
+
+
+@pytest.mark.parametrize("command", ["", "chat", "compare", "models", "pull", "search", "cache ls", "cache rm", "alias set", "config set", "serve", "ps", "stop", "env"])
+def test_no_option_of_any_command_shows_a_python_type(command):
+    rows = option_rows(help_of(*command.split()))
+    assert not [r for r in rows if PYTHON_TYPES.search(r)], [r for r in rows if PYTHON_TYPES.search(r)]
 
 
 def test_compare_takes_every_task_setting_from_the_schema(tfx_env):

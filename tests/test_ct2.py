@@ -1,4 +1,4 @@
-"""The CTranslate2 backend (--engine ct2): conversion of the tiny GPT-2, T5, BART and Marian models (with the
+"""The CTranslate2 backend (--backend ct2): conversion of the tiny GPT-2, T5, BART and Marian models (with the
 transformers-5 shims), fp32 outputs token-identical to transformers' generate() (greedy, beams, forced
 lengths, mixed-length batches, several EOS ids), int8 agreement (asserted: >= 99 % of the outputs), a crash
 mid-conversion, no torch/transformers import once converted, the CLI end to end, cache ls/rm."""
@@ -182,6 +182,14 @@ def test_int8_agreement_is_reported(converted):
     assert min(agreement.values()) >= INT8_AGREEMENT, agreement
 
 
+def test_backend_auto_runs_ct2_at_float32_unless_asked(converted):
+    """--backend auto never picks int8 on its own (int8 changes outputs); --compute-type int8 still can."""
+    auto = tasks.open_task(_spec("gpt2", "auto", compute_type="auto"))
+    assert type(auto).__name__ == "Ct2Generate" and auto.loaded.model.runner.model.compute_type == "float32"
+    assert tasks.open_task(_spec("gpt2", "auto", compute_type="int8")).loaded.model.runner.model.compute_type.startswith("int8")
+    assert type(tasks.open_task(_spec("gpt2", "auto").replace(dtype="bfloat16"))).__name__ == "Generate"  # --dtype: transformers
+
+
 def test_what_ct2_cannot_match_is_refused_or_falls_back(converted, capsys):
     with pytest.raises(ct2.Unsupported, match="beam search"):
         tasks.open_task(_spec("gpt2", "ct2", num_beams=2, repetition_penalty=1.3))
@@ -271,12 +279,12 @@ def test_converted_run_imports_neither_torch_nor_transformers(converted, tfx_env
 
 def test_cli_translate_end_to_end(converted, tfx_env):
     lines = "".join(s + "\n" for s, _ in T.MARIAN_TRANSLATIONS)
-    proc = subprocess.run(["tfx", "translate", "--engine", "ct2", "--to", "de", "-m", "Helsinki-NLP/opus-mt-en-de", "--compute-type", "float32"],
+    proc = subprocess.run(["tfx", "translate", "--backend", "ct2", "--to", "de", "-m", "Helsinki-NLP/opus-mt-en-de", "--compute-type", "float32"],
                           input=lines, env=tfx_env, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [t for _, t in T.MARIAN_TRANSLATIONS]
-    bad = subprocess.run(["tfx", "generate", "--engine", "ct2", "--num-beams", "2", "--repetition-penalty", "1.3", "Hi"], env=tfx_env, capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1 and "--engine auto" in bad.stderr
+    bad = subprocess.run(["tfx", "generate", "--backend", "ct2", "--num-beams", "2", "--repetition-penalty", "1.3", "Hi"], env=tfx_env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1 and "--backend auto" in bad.stderr
 
 
 def test_cache_ls_and_rm_with_converted_copies(hub_cache, tfx_env, tmp_path):

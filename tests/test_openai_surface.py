@@ -192,8 +192,16 @@ def test_chat_and_completion_logprobs_are_log_softmax_of_the_logits(server, mode
     assert lp.tokens == [c.token for c in content] and all(abs(a - c.logprob) < 1e-5 for a, c in zip(lp.token_logprobs, content))
     assert all(len(top) == 2 for top in lp.top_logprobs) and lp.text_offset[0] == 0
     chunks = list(client.chat.completions.create(model=CHAT, messages=user(text), logprobs=True, top_logprobs=3, max_tokens=10, stream=True))
-    streamed = [e for c in chunks if c.choices and c.choices[0].logprobs for e in c.choices[0].logprobs.content]
+    carrying = [c.choices[0].logprobs.content for c in chunks if c.choices and c.choices[0].logprobs and c.choices[0].logprobs.content]
+    assert len(carrying) > 1, "each streamed chunk carries the logprobs of its own tokens, not all in the last one"
+    streamed = [e for entries in carrying for e in entries]
     assert [(e.token, round(e.logprob, 5)) for e in streamed] == [(e.token, round(e.logprob, 5)) for e in content]
+    parts = list(client.completions.create(model=CHAT, prompt=prompt_of(text), logprobs=2, max_tokens=10, temperature=0, stream=True))
+    per_chunk = [p.choices[0].logprobs for p in parts if p.choices and p.choices[0].logprobs and p.choices[0].logprobs.tokens]
+    assert len(per_chunk) > 1
+    for field in ("tokens", "token_logprobs", "top_logprobs", "text_offset"):
+        assert [v for chunk in per_chunk for v in getattr(chunk, field)] == getattr(lp, field), field
+    assert "".join(p.choices[0].text for p in parts if p.choices) == completion.choices[0].text
 
 
 # --- response_format ------------------------------------------------------------------------------------
@@ -304,3 +312,34 @@ def test_the_openai_client_maps_the_400s_to_bad_request(server):
     with pytest.raises(openai.BadRequestError) as caught:
         server.client().completions.create(model=GPT2, prompt="Hi", temperature=-1)
     assert caught.value.status_code == 400 and caught.value.body["param"] == "temperature"
+
+
+def test_the_load_bench_smoke(env, hub_cache, tmp_path):
+    """bench/bench_serve_load.py for 2 s (issue 20's load test, 60 s in bench/): well-behaved clients beside
+    8 MB prompts, cut bodies, dropped streams and cross-origin posts; every answer right, none lost, no 5xx."""
+    figures = tmp_path / "load.json"
+    bench = os.path.join(os.path.dirname(__file__), "..", "bench", "bench_serve_load.py")
+    done = subprocess.run([sys.executable, bench, "--seconds", "2", "--hub-cache", str(hub_cache), "--json", str(figures)], env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(figures.read_text())
+    assert result["wrong"] == result["lost"] == result["server_5xx"] == result["tracebacks_in_log"] == 0, result
+    assert result["answers"].get("generate 200", 0) > 0 and result["answers"].get("embeddings 200", 0) > 0, result
+    assert result["answers"].get("cross-origin 403", 0) > 0, result
+
+
+def test_a_stream_whose_client_left_before_its_turn_reads_no_prompt():
+    """A stream cancelled while it waited for the model's thread returns at once: before, it was started
+    (model loaded, task built, the prompt read, a first token made) and thousands of dropped streams starved
+    the well-behaved requests in bench/bench_serve_load.py (p99 23 s)."""
+    import asyncio
+
+    from tfx.serve.batcher import Slot
+    from tfx.serve.work import Stream
+
+    class Untouchable:
+        def __getattr__(self, name):
+            raise AssertionError(f"a cancelled stream reached Slot.{name}")
+
+    stream = Stream(asyncio.new_event_loop())
+    stream.cancelled.set()
+    assert Slot.stream_now(Untouchable(), "generate", None, "a prompt", stream, None) is None

@@ -272,3 +272,29 @@ def test_qa_records_carry_their_own_context_on_a_cluster(env, cluster, tmp_path)
     r = tfx(*args, "--engine", "ray", "--ray-address", cluster, "--output", str(out), env=env, timeout=180)
     assert r.code == 0, r.err
     assert ray_output(out) == expected
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["generate", "-m", "tfx-test/tiny-gpt2", "--greedy", "--max-new-tokens", "8", "--backend", "ct2", "--compute-type", "float32"],
+        ["classify", "-m", "tfx-test/tiny-sst2", "--backend", "onnx", "--compute-type", "int8"],  # int8: scores only onnx gives
+    ],
+    ids=["ct2", "onnx"],
+)
+def test_every_backend_runs_on_the_replicas_with_the_local_records(env, cluster, tmp_path, args):
+    """--backend apart from --engine: the replicas open their task with the spec's backend (ct2, onnx) and
+    write the local engine's records (the copy is converted once, by the local run, in the shared HF_HOME)."""
+    pytest.importorskip("ctranslate2" if "ct2" in args else "onnxruntime")
+    texts = [p for p, _ in tm.GPT2_CASES] + ["A", "The weather is"] if args[0] == "generate" else ["I loved it.", "What a terrible film.", "ok"]
+    src = write_lines(tmp_path / "in.txt", [texts[i % len(texts)] for i in range(40)])
+    expected, err, code = local(env, *args, "--input", str(src))
+    assert code == 0, err
+    out = tmp_path / "out"
+    r = tfx(*args, "--input", str(src), "--engine", "ray", "--ray-address", cluster, "--output", str(out), "-v", env=env, timeout=180)
+    assert r.code == 0, r.err
+    assert ray_output(out) == expected
+    if "ct2" in args:  # settings only ct2 refuses: the replicas refuse them too, with the local one-line error
+        refused = [*args, "--num-beams", "2", "--repetition-penalty", "1.3", "--input", str(src)]
+        r = tfx(*refused, "--engine", "ray", "--ray-address", cluster, "--output", str(tmp_path / "refused"), env=env, timeout=180)
+        assert r.code == 1 and "repetition" in r.err and "--backend auto" in r.err, r.err

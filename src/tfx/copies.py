@@ -113,13 +113,14 @@ def read_meta(path: Path, backend: str) -> dict:
     return json.loads((path / KINDS[backend][1]).read_text(encoding="utf-8"))
 
 
-def converted(repo_ids: set[str] | None = None, backends: tuple[str, ...] = tuple(KINDS)) -> list[Converted]:
-    """The complete converted copies of every backend (of these repositories, case-insensitive, when given)."""
+def converted(repo_ids: set[str] | None = None, backends: tuple[str, ...] = tuple(KINDS), base: Path | None = None) -> list[Converted]:
+    """The complete converted copies of every backend (of these repositories, case-insensitive, when given;
+    base: the one backend's folder, where it is not root(backend))."""
     wanted = {r.lower() for r in repo_ids} if repo_ids is not None else None
     found = []
     for backend in backends:
         try:
-            entries = sorted(root(backend).iterdir())
+            entries = sorted((base or root(backend)).iterdir())
         except OSError:
             continue
         for entry in entries:

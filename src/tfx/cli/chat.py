@@ -18,6 +18,8 @@ import typer
 
 from tfx.cli import completion, options as o
 from tfx.cli.common import execute, setup
+from tfx.cli.derive import setting_parameters, with_settings
+from tfx.settings import GenerateSettings
 
 CHAT_EXAMPLES = """Examples:
 
@@ -41,18 +43,16 @@ def register(app: typer.Typer) -> None:
     app.command("chat", epilog=CHAT_EXAMPLES)(chat)
 
 
+# The generation settings a chat takes (from the settings schema, declared once there).
+CHAT_SETTINGS = ("max_new_tokens", "do_sample", "temperature", "top_k", "top_p", "repetition_penalty", "no_repeat_ngram_size", "seed")
+
+
+@with_settings(setting_parameters(GenerateSettings, only=CHAT_SETTINGS))
 def chat(
     model: o.Model = None,
     system: Annotated[Optional[str], typer.Option("--system", "-s", help="A system message the conversation starts with.", show_default=False)] = None,
     continue_last: Annotated[bool, typer.Option("--continue", "-c", help="Go on with the last conversation (its model, unless -m names another).")] = False,
     server: Annotated[Optional[str], typer.Option("--server", help="Chat with a running `tfx serve` at this URL (its /v1/chat/completions).", show_default=False)] = None,
-    max_new_tokens: o.MaxNewTokens = None,
-    do_sample: Annotated[Optional[bool], typer.Option("--do-sample/--greedy", help="Sample instead of the model's default decoding.", show_default=False)] = None,
-    temperature: Annotated[Optional[float], typer.Option(help="Sampling temperature (> 0).", show_default=False)] = None,
-    top_k: Annotated[Optional[int], typer.Option("--top-k", help="Sample from the k most likely tokens.", show_default=False)] = None,
-    top_p: Annotated[Optional[float], typer.Option("--top-p", help="Nucleus sampling mass, in (0, 1].", show_default=False)] = None,
-    repetition_penalty: Annotated[Optional[float], typer.Option(help="Penalty for repeated tokens (1.0: none).", show_default=False)] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed, for reproducible sampling.", show_default=False)] = None,
     device: o.Device = "auto",
     dtype: o.Dtype = "auto",
     revision: o.Revision = None,
@@ -60,6 +60,7 @@ def chat(
     trust_remote_code: o.TrustRemoteCode = False,
     quiet: o.Quiet = False,
     verbose: o.Verbose = False,
+    given: dict = None,  # type: ignore[assignment]
 ) -> None:
     """Talk with a chat model (one whose tokenizer has a chat template): line editing and history on a terminal, /help for the commands, -c goes on with the last conversation."""
 
@@ -71,10 +72,7 @@ def chat(
 
         earlier = Conversation.load(last_path()) if continue_last else None
         name = model or (earlier.model if earlier else None) or userconfig.default_for(completion.CHAT)
-        settings = spec.GenerateSettings(
-            max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p,
-            repetition_penalty=repetition_penalty, seed=seed, continuation_only=True,
-        )  # fmt: skip
+        settings = spec.GenerateSettings.from_params({**given, "continuation_only": True})
         if server:
             backend: Any = RemoteChat.open(server, userconfig.resolve(name) if name else None, settings)
         else:

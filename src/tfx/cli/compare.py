@@ -8,7 +8,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from tfx.cli import options as o
+from tfx.cli import completion, options as o
+from tfx.cli.derive import compare_parameters, with_settings
 from tfx.cli.common import check_format as _check_format, execute as _execute, setup as _setup
 
 from tfx.io import print_table, write_json_line
@@ -22,32 +23,9 @@ COMPARE_EXAMPLES = """Examples:
   tfx compare fill-mask "Paris is the [MASK] of France." -m bert-base-uncased -m roberta-base --format jsonl
 """
 
-def with_settings(fn):
-    """compare's own options, then every task's settings as options (cli.derive.compare_parameters, from the
-    settings schema); the function gets the settings given in `given`."""
-    import inspect
-
-    from tfx.cli.derive import compare_parameters
-
-    own = list(inspect.signature(fn, eval_str=True).parameters.values())
-    own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own if p.name != "given"]
-    names = {p.name for p in own}
-    settings = [p for p in compare_parameters() if p.name not in names]
-
-    def command(**kwargs: Any) -> None:
-        given = {p.name: kwargs.pop(p.name) for p in settings}
-        return fn(**kwargs, given=given)
-
-    params = own + settings
-    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    command.__annotations__ = {p.name: p.annotation for p in params}
-    command.__name__, command.__doc__, command.__module__ = fn.__name__, fn.__doc__, fn.__module__
-    return command
-
-
-@with_settings
+@with_settings(compare_parameters())
 def compare(
-    task: Annotated[str, typer.Argument(help="generate, fill-mask, translate, summarize, classify, ner, qa, embed or rank.", show_default=False, metavar="TASK", autocompletion=lambda: list(__import__("tfx.settings", fromlist=["SETTINGS"]).SETTINGS))],
+    task: Annotated[str, typer.Argument(help="generate, fill-mask, translate, summarize, classify, ner, qa, embed or rank.", show_default=False, metavar="TASK", autocompletion=completion.complete_task)],
     texts: Annotated[list[str], typer.Argument(help="The input (several inputs: each goes through every model).", show_default=False, metavar="TEXT")],
     models: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="A model to compare; repeat for each.", show_default=False, metavar="MODEL")] = None,
     context: Annotated[Optional[str], typer.Option("--context", "-c", help="qa: the text to answer from (@FILE, or a file's path, reads the file).", show_default=False, metavar="TEXT")] = None,

@@ -115,3 +115,68 @@ def read_text_file(path: str, flag: str) -> str:
     except (OSError, UnicodeDecodeError) as exc:
         why = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
         raise UsageError(f"cannot read {flag} {path}: {why}.", "Give a readable UTF-8 text file.") from None
+
+
+def with_settings(settings: list[inspect.Parameter]):
+    """A command with its own options, then `settings` (from setting_parameters or compare_parameters);
+    the function gets the settings' values by field name in `given`. What task_command does for the task
+    commands, for chat and compare."""
+
+    def decorate(fn):
+        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in inspect.signature(fn, eval_str=True).parameters.values() if p.name != "given"]
+        names = {p.name for p in own}
+        extra = [p for p in settings if p.name not in names]
+
+        def command(**kwargs: Any) -> None:
+            given = {p.name: kwargs.pop(p.name) for p in extra}
+            return fn(**kwargs, given=given)
+
+        params = own + extra
+        command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        command.__name__, command.__qualname__, command.__doc__, command.__module__ = fn.__name__, fn.__qualname__, fn.__doc__, fn.__module__
+        return command
+
+    return decorate
+
+
+def readable_metavars(app: typer.Typer) -> None:
+    """Every option of every command without a metavar of its own gets a readable one (INT, NUMBER, TEXT;
+    none for a flag) instead of the Python type Typer would show (<int>, <bool>)."""
+    from typing import get_type_hints
+
+    apps = [app]
+    while apps:
+        current = apps.pop()
+        callbacks = [c.callback for c in current.registered_commands]
+        if current.registered_callback is not None:
+            callbacks.append(current.registered_callback.callback)
+        apps += [g.typer_instance for g in current.registered_groups if g.typer_instance is not None]
+        for callback in filter(None, callbacks):
+            try:
+                hints = get_type_hints(callback, include_extras=True)
+            except Exception:  # noqa: BLE001 - a callback whose hints do not resolve keeps Typer's display
+                continue
+            for hint in hints.values():
+                for info in getattr(hint, "__metadata__", ()):
+                    if isinstance(info, typer.models.OptionInfo) and info.metavar is None:
+                        info.metavar = _metavar(hint.__origin__)
+            # The evaluated annotations, kept: a string annotation would be evaluated again into new options.
+            callback.__annotations__ = hints
+
+
+def _metavar(annotation: Any) -> str:
+    base = base_type(annotation)
+    if base is bool:
+        return ""
+    if base is list:
+        inner = [a for a in get_args(_unwrap(annotation)) if a is not type(None)]
+        return METAVARS.get(inner[0], "TEXT") if inner else "TEXT"
+    return METAVARS.get(base, "TEXT")
+
+
+def _unwrap(annotation: Any) -> Any:
+    if get_origin(annotation) in (Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        return args[0] if len(args) == 1 else annotation
+    return annotation

@@ -48,7 +48,7 @@ Backend = Annotated[
 ]
 ComputeType = Annotated[
     str,
-    _opt("--compute-type", help="--backend ct2/onnx/auto: auto (exact), int8, int8_float32, float32, int16; on CUDA also float16, bfloat16, int8_float16.", panel=MODEL_PANEL, metavar="TYPE"),
+    _opt("--compute-type", help="--backend ct2/onnx/auto: auto (int8 on CPU for --backend ct2; float32, which gives transformers' result, for onnx and for --backend auto), int8, int8_float32, float32, int16; on CUDA also float16, bfloat16, int8_float16.", panel=MODEL_PANEL, metavar="TYPE"),
 ]
 Format = Annotated[
     str,

@@ -1,4 +1,4 @@
-"""The CTranslate2 backend (`--engine ct2`): a model converted once from its cached snapshot, then run by
+"""The CTranslate2 backend (`--backend ct2`): a model converted once from its cached snapshot, then run by
 CTranslate2 with tokenization through `tokenizers` / sentencepiece, so a run whose conversion exists never
 imports torch or transformers.
 
@@ -30,9 +30,9 @@ INSTALL_HINT = 'Install it with: pip install "tfx-cli[ct2]" (or pip install "ctr
 
 
 class Unsupported(TfxError):
-    """A model or a setting the ct2 backend cannot run with transformers' result (--engine auto falls back)."""
+    """A model or a setting the ct2 backend cannot run with transformers' result (--backend auto falls back)."""
 
-    def __init__(self, message: str, hint: str | None = "Use --engine auto to fall back to transformers, or --engine local."):
+    def __init__(self, message: str, hint: str | None = "Use --backend auto to fall back to transformers, or --backend transformers."):
         super().__init__(message if message.endswith(".") else message + ".", hint)
 
 
@@ -41,7 +41,7 @@ def require():
     try:
         import ctranslate2
     except ImportError:
-        raise Unsupported("--engine ct2 needs the ctranslate2 package, which is not installed.", INSTALL_HINT) from None
+        raise Unsupported("--backend ct2 needs the ctranslate2 package, which is not installed.", INSTALL_HINT) from None
     return ctranslate2
 
 
@@ -51,7 +51,7 @@ def version() -> str:
     try:
         return metadata.version("ctranslate2")
     except metadata.PackageNotFoundError:
-        raise Unsupported("--engine ct2 needs the ctranslate2 package, which is not installed.", INSTALL_HINT) from None
+        raise Unsupported("--backend ct2 needs the ctranslate2 package, which is not installed.", INSTALL_HINT) from None
 
 
 def unsupported_model(model_type: str, task: str) -> str | None:
@@ -68,7 +68,7 @@ def pick_device(requested: str) -> tuple[str, int]:
     """(cpu | cuda, index) from --device, without torch: auto is CUDA when CTranslate2 sees a GPU."""
     requested = (requested or "auto").strip().lower()
     if requested == "mps":
-        raise Unsupported("CTranslate2 does not run on mps.", "Use --device cpu, or --engine local.")
+        raise Unsupported("CTranslate2 does not run on mps.", "Use --device cpu, or --backend transformers.")
     if requested == "cpu":
         return "cpu", 0
     cuda = require().get_cuda_device_count()

@@ -1,7 +1,7 @@
 """The explicit mapping from a generation config (the model's generation_config.json, the task's own
 parameters, then what the user set) to CTranslate2's decoding options. Pure Python, no import of
 ctranslate2: `plan` decides before anything is loaded whether CTranslate2 can give transformers' result,
-and raises Unsupported naming the setting where it cannot (--engine auto then falls back).
+and raises Unsupported naming the setting where it cannot (--backend auto then falls back).
 
 What differs by default and is set here: CTranslate2's translate default is 2 beams (transformers': 1);
 its lengths count differently (see runner); transformers samples from the top 50 tokens unless told

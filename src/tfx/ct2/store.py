@@ -34,7 +34,7 @@ def ensure(path: Path, meta: dict, convert: Callable[[Path], None]) -> Path:
 
 def converted(repo_ids: set[str] | None = None) -> list[Converted]:
     """The complete CTranslate2 copies (of these repositories, case-insensitive, when given)."""
-    return copies.converted(repo_ids, ("ct2",))
+    return copies.converted(repo_ids, ("ct2",), root())
 
 
 def remove(found: list[Converted]) -> int:

@@ -224,14 +224,17 @@ class ChatClient:
 
     def stream(self, model: str, messages: list[dict[str, str]], settings: Any) -> Iterator[str]:
         body = {"model": model, "messages": messages, "stream": True, **chat_params(settings)}
-        with about(server=self.server.url):
-            for event in self.server.events("/v1/chat/completions", body):
-                if isinstance(event.get("error"), dict):
-                    raise _error_from(event["error"], self.server.url, 400)
-                for choice in event.get("choices") or []:
-                    piece = (choice.get("delta") or {}).get("content") if isinstance(choice, dict) else None
-                    if isinstance(piece, str) and piece:
-                        yield piece
+        try:
+            with about(server=self.server.url):
+                for event in self.server.events("/v1/chat/completions", body):
+                    if isinstance(event.get("error"), dict):
+                        raise _error_from(event["error"], self.server.url, 400)
+                    for choice in event.get("choices") or []:
+                        piece = (choice.get("delta") or {}).get("content") if isinstance(choice, dict) else None
+                        if isinstance(piece, str) and piece:
+                            yield piece
+        finally:  # the stream ends at [DONE] with its body unread: a new connection per turn (turns are seconds apart)
+            self.server.close()
 
     def close(self) -> None:
         self.server.close()

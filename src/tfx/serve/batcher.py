@@ -24,7 +24,7 @@ from tfx import loading, pipeline
 from tfx.io import Record
 from tfx.results import Result, TextChunk
 from tfx.serve import cancel, continuous
-from tfx.serve.work import Finish, Outcome, QueueFull, Stream
+from tfx.serve.work import Finish, Outcome, Piece, QueueFull, Stream
 from tfx.spec import Settings
 
 __all__ = ["Finish", "Outcome", "QueueFull", "Slot", "Stream", "reusable", "sequences"]  # the work types' old home
@@ -230,6 +230,8 @@ class Slot:
     def stream_now(self, task_name: str, settings: Settings, text: str, stream: Stream, finish: Finish | None) -> Outcome | None:
         """The text's pieces onto the stream as they are made; its outcome, or None once the reader has gone
         (closing the task's generator stops the generation at its next token)."""
+        if stream.cancelled.is_set():  # the reader left while this waited its turn: no prompt to read
+            return None
         self.ensure_loaded()
         task = self._task_for(task_name, settings)
         try:
@@ -246,7 +248,7 @@ class Slot:
                         if stream.cancelled.is_set():
                             return None
                         if isinstance(item, TextChunk):
-                            stream.put("text", item.text)
+                            stream.put("text", Piece(item.text, item.logprobs))
                         else:
                             result = item
                 finally:

@@ -81,17 +81,15 @@ class Completion(Shape):
         wait = self.include_usage() or self.body.logprobs_wanted() is not None
         async for kind, *value in pieces(self.generation, stream, wait):
             if kind == "text":
-                yield self.event([self.choice(0, value[0], None)])
+                yield self.event([self.choice(0, value[0], None, getattr(value[0], "logprobs", None))])  # its tokens' logprobs
             elif kind == "error":
                 yield sse_error(value[0])
                 return
             else:
                 reason, outcome = value
-                tokens = None
                 if outcome is not None:
                     self.count(outcome.result, outcome.extra, 0)
-                    tokens = self.sequences(outcome.result, outcome.extra)[0][2]
-                yield self.event([self.choice(0, "", reason, tokens)])
+                yield self.event([self.choice(0, "", reason)])  # the logprobs went with the text
         if self.include_usage():
             yield self.usage_event()
         yield SSE_DONE

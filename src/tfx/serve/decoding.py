@@ -79,7 +79,7 @@ def completion_logprobs(tokens: list | None, start: int = 0) -> dict[str, Any] |
         return None
     offsets, at = [], start
     for t in tokens:
-        offsets.append(at)
+        offsets.append(t.get("text_offset", at))  # a streamed chunk's entries carry theirs
         at += len(t["token"])
     return {
         "tokens": [t["token"] for t in tokens],
@@ -87,3 +87,49 @@ def completion_logprobs(tokens: list | None, start: int = 0) -> dict[str, Any] |
         "top_logprobs": [{a["token"]: a["logprob"] for a in t.get("top_logprobs") or []} for t in tokens],
         "text_offset": offsets,
     }
+
+
+class StreamedTokens:
+    """The log-probability entries of one streamed sequence, handed out with the text they make: a piece's
+    entries wait (as its text may, held back where a stop string may begin) until that text has gone out,
+    each with its text_offset; `rest` gives what the whole result holds beyond them, so the chunks' entries
+    join to the non-streamed list. None throughout when logprobs were not asked."""
+
+    def __init__(self) -> None:
+        self.wanted = False
+        self.waiting: list[dict[str, Any]] = []
+        self.sent = 0  # entries handed out
+        self.text_bytes = 0  # bytes of the text sent
+        self.token_bytes = 0  # bytes of the entries handed out
+        self.offset = 0
+
+    def add(self, piece: Any) -> None:
+        entries = getattr(piece, "logprobs", None)
+        if entries is not None:
+            self.wanted = True
+            self.waiting.extend(entries)
+
+    def out(self, text: str) -> list[dict[str, Any]] | None:
+        """The entries of the tokens inside the text sent so far (a token the text ends inside goes out)."""
+        self.text_bytes += len(text.encode("utf-8"))
+        if not self.wanted:
+            return None
+        out = []
+        while self.waiting and self.token_bytes < self.text_bytes:
+            entry = self.waiting.pop(0)
+            self.token_bytes += len(entry["bytes"])
+            out.append(self._placed(entry))
+        return out
+
+    def rest(self, result: Any, text: str) -> list[dict[str, Any]] | None:
+        """The result's entries for `text` (the whole sequence as sent) past those already handed out."""
+        full = tokens_of(result, 0, text)
+        if full is None:
+            return None
+        return [self._placed(entry) for entry in full[self.sent :]]
+
+    def _placed(self, entry: dict[str, Any]) -> dict[str, Any]:
+        placed = {**entry, "text_offset": self.offset}
+        self.offset += len(entry["token"])
+        self.sent += 1
+        return placed

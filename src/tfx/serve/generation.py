@@ -27,6 +27,7 @@ from tfx.serve.models import Manager
 from tfx.serve.schemas import SamplingRequest
 from tfx.serve.events import SSE_DONE
 from tfx.serve.stops import StopScanner, cut_at_stop
+from tfx.serve.work import Piece
 from tfx.settings import SettingError
 from tfx.spec import GenerateSettings
 from tfx.tasks import chat, generate
@@ -173,16 +174,26 @@ class Shape:
 
 
 async def pieces(generation: Generation, stream, wait: bool) -> AsyncIterator[tuple[str, Any]]:
-    """One streamed prompt as ('text', piece)... then ('done', reason, outcome) or ('error', message): the
-    pieces held back where a stop string may begin. wait: read on to the outcome (its usage) after a stop
-    string; otherwise the stream ends there (closing it stops the generation)."""
+    """One streamed prompt as ('text', Piece)... then ('done', reason, outcome) or ('error', message): the
+    pieces held back where a stop string may begin, each with the logprob entries of its tokens (Piece's
+    logprobs: None when not asked; a last Piece("", entries) brings any the result holds beyond them).
+    wait: read on to the outcome (its usage) after a stop string; otherwise the stream ends there (closing
+    it stops the generation)."""
     scanner = StopScanner(generation.body.stops())
+    tokens = decoding.StreamedTokens()
+    sent: list[str] = []
+
+    def piece(text: str) -> Piece:
+        sent.append(text)
+        return Piece(text, tokens.out(text))
+
     try:
         async for kind, value in stream.events():
             if kind == "text" and not scanner.hit:
+                tokens.add(value)
                 text = scanner.feed(value)
                 if text:
-                    yield "text", text
+                    yield "text", piece(text)
                 if scanner.hit and not wait:
                     yield "done", "stop", None
                     return
@@ -196,8 +207,12 @@ async def pieces(generation: Generation, stream, wait: bool) -> AsyncIterator[tu
                 if not scanner.hit:
                     rest = scanner.flush()
                     if rest:
-                        yield "text", rest
-                reason = "stop" if scanner.hit else "length" if value.result.tokens >= generation.max_tokens else "stop"
+                        yield "text", piece(rest)
+                last = tokens.rest(value.result, "".join(sent))
+                if last:
+                    yield "text", Piece("", last)
+                reasons = getattr(value.result, "finish_reasons", None)  # the task's own word (a JSON grammar's end)
+                reason = "stop" if scanner.hit else reasons[0] if reasons else "length" if value.result.tokens >= generation.max_tokens else "stop"
                 yield "done", reason, value
     finally:
         stream.close()

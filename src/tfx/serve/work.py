@@ -36,6 +36,18 @@ class Outcome:
     extra: Any = None
 
 
+class Piece(str):
+    """A streamed text piece, with the log-probability entries of the tokens it holds (None when they were
+    not asked): a str, so readers that want only the text read it as one."""
+
+    logprobs: list | None
+
+    def __new__(cls, text: str, logprobs: list | None = None):
+        piece = super().__new__(cls, text)
+        piece.logprobs = logprobs
+        return piece
+
+
 class Stream:
     """Text pieces of one streamed generation, handed from the slot's thread to the event loop."""
 
@@ -52,7 +64,7 @@ class Stream:
             self.cancelled.set()
 
     async def events(self) -> AsyncIterator[tuple[str, Any]]:
-        """('text', piece)... then ('done', Outcome, or None when cancelled) or ('error', exception)."""
+        """('text', piece: a str or a Piece)... then ('done', Outcome, or None when cancelled) or ('error', exception)."""
         while True:
             kind, value = await self.queue.get()
             yield kind, value

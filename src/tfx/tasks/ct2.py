@@ -1,4 +1,4 @@
-"""The tasks on the CTranslate2 backend (`--engine ct2`, or `auto`): generate, translate and summarize with
+"""The tasks on the CTranslate2 backend (`--backend ct2`, or `auto`): generate, translate and summarize with
 the transformers tasks' own preparation (prompt limits, T5 prefixes, language checks, derived lengths) and
 CTranslate2 doing the decoding. `open_ct2` is open_task's branch for them; with backend "auto" anything the
 backend cannot run exactly is noted on stderr and left to transformers (open_ct2 returns None)."""
@@ -152,7 +152,7 @@ def open_ct2(spec, prepared: loading.Prepared, device: str | None = None):
     from tfx.errors import UsageError
 
     if spec.dtype != "auto":
-        raise UsageError(f"--dtype {spec.dtype} applies to the transformers backend.", "With --engine ct2 use --compute-type (int8, float32, ...).")
+        raise UsageError(f"--dtype {spec.dtype} applies to the transformers backend.", "With --backend ct2 use --compute-type (int8, float32, ...).")
     try:
         ct2.require()
         check_model(prepared)
@@ -170,7 +170,7 @@ def open_ct2(spec, prepared: loading.Prepared, device: str | None = None):
     except ct2.Unsupported as exc:
         if spec.backend != "auto":
             raise
-        store.note(f"--engine auto: running transformers ({exc.message})")
+        store.note(f"--backend auto: running transformers ({exc.message})")
         return None
 
 
