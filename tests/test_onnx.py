@@ -194,3 +194,53 @@ def test_cli_backend_onnx_equals_transformers(opened, tfx_env):
 
     _close([json.loads(x) for x in onnx_run.lines], [json.loads(x) for x in plain.lines])
     assert len(onnx_run.lines) == 2
+
+
+def test_cache_ls_and_rm_show_and_remove_onnx_copies(hub_cache, tfx_env, tmp_path):
+    """`tfx cache ls` lists every backend's copies beside the model; `tfx cache rm` removes them with it."""
+    import json
+    import shutil
+
+    hub = tmp_path / "hub"
+    hub.mkdir()
+    shutil.copytree(hub_cache / "models--tfx-test--tiny-sst2", hub / "models--tfx-test--tiny-sst2", symlinks=True)
+    env = {**tfx_env, "HF_HUB_CACHE": str(hub), "HF_HOME": str(tmp_path / "home")}
+    run = tfx("classify", "-m", "tfx-test/tiny-sst2", "--backend", "onnx", "I loved it.", env=env)
+    assert run.code == 0, run.err
+    listing = json.loads(tfx("cache", "ls", "--format", "json", env=env).out)
+    (model,) = listing
+    (copy,) = model["converted"]
+    assert copy["backend"] == "onnx" and copy["head"] == "classify" and copy["quantization"] == "float32"
+    assert "onnx classify float32" in tfx("cache", "ls", env=env).out
+    removed = tfx("cache", "rm", "--yes", "tfx-test/tiny-sst2", env=env)
+    assert removed.code == 0, removed.err
+    assert "classify--float32" in removed.err  # the copy is named among what was deleted
+    assert not [p for p in (tmp_path / "home" / "onnx").iterdir() if not p.name.startswith(".")]  # a lock file may stay
+
+
+def test_serve_backend_onnx_answers_as_transformers(hub_cache, tfx_env, tmp_path):
+    """`tfx serve --backend onnx`: the encoder tasks run on the onnx copy (tfx ps says so) and answer what
+    the transformers server answers; a task onnx does not run (generate) stays on transformers."""
+    from test_serve import Server
+
+    texts = [t for t, _ in te.SENTIMENT_CASES][:3]
+    env = {**tfx_env, "HF_HOME": str(tmp_path / "home")}
+    answers = {}
+    for backend in ("onnx", "transformers"):
+        server = Server(["--backend", backend, "--api-key", "k"], env)
+        try:
+            status, _, body = server.request("POST", "/v1/classify", {"model": "tfx-test/tiny-sst2", "inputs": texts, "top_k": 2}, key="k")
+            assert status == 200, body
+            answers[backend] = body["results"]
+            status, _, ps = server.request("GET", "/v1/ps", key="k")
+            assert [row["backend"] for row in ps["data"]] == [backend]
+            if backend == "onnx":
+                status, _, gen = server.request("POST", "/v1/generate", {"model": "tfx-test/tiny-gpt2", "input": "Hi", "max_new_tokens": 2}, key="k")
+                assert status == 200, gen
+                _, _, ps = server.request("GET", "/v1/ps", key="k")
+                assert sorted(row["backend"] for row in ps["data"]) == ["onnx", "transformers"]
+        finally:
+            server.stop()
+    for mine, theirs in zip(answers["onnx"], answers["transformers"]):
+        assert [c["label"] for c in mine["labels"]] == [c["label"] for c in theirs["labels"]]
+        assert max(abs(a["score"] - b["score"]) for a, b in zip(mine["labels"], theirs["labels"])) < TOLERANCE

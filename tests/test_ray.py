@@ -162,7 +162,7 @@ def test_bad_records_behave_as_locally(env, cluster, tmp_path):
     assert ray_output(tmp_path / "kept") == expected  # error records in place, same fields
     assert r.err.splitlines()[:3] == local_err.splitlines() == [
         "tfx: line 18: no mask in the input; write [MASK] where the missing word goes",
-        "tfx: line 61: invalid JSON (Expecting property name enclosed in double quotes)",
+        "tfx: line 61: invalid JSON (Expecting property name enclosed in double quotes at column 2)",
         'tfx: line 100: no "text" field (a string) in the JSON object',
     ]
 

@@ -324,6 +324,37 @@ def test_20_3_a_running_batch_stops_when_its_client_has_left(slow_silent_gpt2):
     assert len(server.calls) - left <= 4, (left, len(server.calls))
 
 
+def test_20_3_the_fast_gpt2_path_stops_at_the_next_token_too(hub_cache):
+    """Greedy GPT-2 on CPU runs on the fast path (no model.generate, no stopping criteria): serve.cancel
+    hands it a hook of its own, asked after every token, and takes it off after the block."""
+    from tfx import spec
+    from tfx.serve import cancel
+    from tfx.tasks import open_task
+
+    task = open_task(spec.build("generate", spec.GenerateSettings(max_new_tokens=40), model=GPT2, device="cpu"))
+    assert task.fast is not None, "the tiny GPT-2 should take the fast path here"
+    eos = task.fast.eos_ids()
+    ids = [task.tokenizer("Hi")["input_ids"]]
+    kwargs = {**task.kwargs, "max_new_tokens": 40}
+    task.fast.eos_ids = lambda: []  # never stop by itself: only the hook can end it early
+    try:
+        asked = []
+
+        def wanted() -> bool:
+            asked.append(1)
+            return len(asked) < 3
+
+        with cancel.watching(task, wanted):
+            assert task.fast.stop_when is not None
+            out = task.fast.generate(ids, kwargs)
+        assert task.fast.stop_when is None  # a kept task carries no old request's check
+        assert out.shape[1] - len(ids[0]) == 3, out.shape  # three tokens, then nobody wanted the rest
+        full = task.fast.generate(ids, kwargs)
+        assert full.shape[1] - len(ids[0]) == 40
+    finally:
+        task.fast.eos_ids = lambda: eos
+
+
 # --- issue 19 item 3: the access log ---------------------------------------------------------------
 
 
@@ -384,3 +415,19 @@ def test_20_7_every_operation_of_the_published_schema_fuzzed_gets_no_5xx(hub_cac
 
         fuzz()
     assert len(ran) >= 200 and max(ran) < 500, len(ran)  # a few hundred cases (operations without inputs give one each)
+
+
+def test_21_6_the_users_aliases_are_the_servers_too_and_serve_alias_wins(hub_cache, tmp_path, monkeypatch):
+    """One resolution: `tfx alias set` names a model for the CLI and for `tfx serve`; --alias wins over it."""
+    from test_serve_hardening import make_app
+
+    from tfx import userconfig
+
+    config = tmp_path / "tfx.toml"
+    monkeypatch.setenv("TFX_CONFIG", str(config))
+    config.write_text('[aliases]\nstory = "mine"\nmine = "%s"\nboth = "%s"\n' % (GPT2, CHAT))
+    assert userconfig.resolve("story") == GPT2
+    _, manager = make_app(aliases={"both": GPT2})
+    assert manager.name_of("story") == GPT2 and manager.name_of("mine") == GPT2  # followed through, as the CLI does
+    assert manager.name_of("both") == GPT2  # the server's own --alias wins
+    assert manager.name_of(BERT) == BERT

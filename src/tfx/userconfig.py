@@ -99,6 +99,11 @@ def resolve(name: str) -> str:
     return name
 
 
+def aliases() -> dict[str, str]:
+    """Every alias of the config, each resolved to the model it finally names (`tfx serve` takes them all)."""
+    return {name: resolve(name) for name in load().get(ALIASES, {})}
+
+
 def default_for(task: str) -> str | None:
     """The model the config names for a task ([generate] model = "..."), resolved; None when it names none."""
     model = load().get(task, {}).get("model")

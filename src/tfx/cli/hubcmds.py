@@ -228,12 +228,12 @@ def cache_ls(fmt: ListFormat = "text") -> None:
         _check_format(fmt, ("text", "json"))
         from tfx import hub
 
-        from tfx.ct2 import store as ct2_store
+        from tfx import copies
 
         scan = hub.scan_cache()
         cached = hub.cached_models(scan)
-        converted: dict[str, list] = {}  # repo id -> its CTranslate2 copies (tfx.ct2.store, beside the hub cache)
-        for copy in ct2_store.converted():
+        converted: dict[str, list] = {}  # repo id -> its converted copies, every backend's (tfx.copies, beside the hub cache)
+        for copy in copies.converted():
             converted.setdefault(copy.repo_id.lower(), []).append(copy)
         if fmt == "json":
             print_json(
@@ -241,7 +241,9 @@ def cache_ls(fmt: ListFormat = "text") -> None:
                     {"name": m.name, "repo_id": m.repo_id, "size_on_disk": m.size, "revisions": m.commits, "refs": m.refs,
                      "last_used": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(m.last_used)), "path": str(m.path),
                      "ct2": [{"quantization": c.quantization, "ctranslate2": c.version, "commit": c.commit, "size_on_disk": c.size, "path": str(c.path)}
-                             for c in converted.get(m.repo_id.lower(), [])]}
+                             for c in converted.get(m.repo_id.lower(), []) if c.backend == "ct2"],
+                     "converted": [{"backend": c.backend, "head": c.head or None, "quantization": c.quantization, "version": c.version, "commit": c.commit,
+                                    "size_on_disk": c.size, "path": str(c.path)} for c in converted.get(m.repo_id.lower(), [])]}
                     for m in cached
                 ]
             )  # fmt: skip
@@ -252,10 +254,10 @@ def cache_ls(fmt: ListFormat = "text") -> None:
         rows = [
             [m.repo_id if m.name == m.repo_id else f"{m.repo_id} ({m.name})", hub.format_size(m.size),
              f"{len(m.commits)}" + (f" ({', '.join(m.refs)})" if m.refs else ""), _ago(m.last_used),
-             ", ".join(f"{c.quantization} ({hub.format_size(c.size)})" for c in converted.get(m.repo_id.lower(), [])) or "-"]
+             ", ".join(f"{c.backend} {c.head + ' ' if c.head else ''}{c.quantization} ({hub.format_size(c.size)})" for c in converted.get(m.repo_id.lower(), [])) or "-"]
             for m in cached
         ]  # fmt: skip
-        print_table(["model", "size", "revisions", "last used", "ct2 copies"], rows)
+        print_table(["model", "size", "revisions", "last used", "converted copies"], rows)
         hub.say(f"{len(cached)} models, {hub.format_size(scan.size_on_disk)} in {hub.cache_dir()}")
         return 0
 
@@ -280,16 +282,16 @@ def cache_rm(
                 raise errors.TfxError(f"{name} is not in the cache.", "`tfx cache ls` lists what is.")
             targets += [m for m in found if m not in targets]
         folders = [hub.repo_folder(m) for m in targets]  # refuses anything but real folders in the cache
-        from tfx.ct2 import store as ct2_store
+        from tfx import copies as converted_copies
 
-        copies = ct2_store.converted({m.repo_id for m in targets})  # their CTranslate2 copies go with them
+        copies = converted_copies.converted({m.repo_id for m in targets})  # their converted copies (ct2, onnx) go with them
         listing = ", ".join(f"{m.repo_id} ({hub.format_size(m.size)})" for m in targets)
         if copies:
-            listing += f" and {len(copies)} CTranslate2 cop{'y' if len(copies) == 1 else 'ies'} ({hub.format_size(sum(c.size for c in copies))})"
+            listing += f" and {len(copies)} converted cop{'y' if len(copies) == 1 else 'ies'} ({hub.format_size(sum(c.size for c in copies))})"
         if not yes and not _confirm(f"Delete {listing} from {hub.cache_dir()}?"):
             hub.say("nothing deleted.")
             return 1
-        freed = hub.delete_cached(targets) + ct2_store.remove(copies)
+        freed = hub.delete_cached(targets) + converted_copies.remove(copies)
         hub.say(f"deleted {', '.join([str(f.name) for f in folders] + [c.path.name for c in copies])}; freed {hub.format_size(freed)}.")
         return 0
 

@@ -66,15 +66,18 @@ def serve(
         Optional[list[str]],
         typer.Option("--allowed-origins", help="Web origins whose pages may call the server (CORS; repeatable), e.g. http://localhost:3000. Others get 403.", show_default=False),
     ] = None,
-    engine: Annotated[
-        str,
+    backend: Annotated[
+        Optional[str],
         typer.Option(
-            "--engine",
-            help="local: transformers for every model; ct2: CTranslate2 for the models and tasks it runs (generate on GPT-2, "
-            "translate/summarize on T5, BART, Marian; pip install 'tfx-cli[ct2]'), transformers for the rest; "
-            "auto: as ct2, and transformers for a request whose settings CTranslate2 cannot run exactly.",
+            "--backend",
+            help="transformers (default): PyTorch for every model; ct2: CTranslate2 for the models and tasks it runs (generate on GPT-2, "
+            "translate/summarize on T5, BART, Marian; pip install 'tfx-cli[ct2]'); onnx: ONNX Runtime for the encoder tasks "
+            "(classify, ner, fill-mask, embed, rank; pip install 'tfx-cli[onnx]'); auto: ct2 and onnx where they give transformers' "
+            "result (float32), transformers for the rest. Models and tasks a backend does not run stay on transformers.",
+            show_default=False,
         ),
-    ] = "local",
+    ] = None,
+    engine: Annotated[str, typer.Option("--engine", help="The spelling before --backend: local (transformers), ct2 or auto.", hidden=True)] = "local",
     compute_type: o.ComputeType = "auto",
     device: o.Device = "auto",
     dtype: o.Dtype = "auto",
@@ -100,7 +103,7 @@ def serve(
             max_body_bytes=c.parse_size(max_body), device=device, dtype=dtype, trust_remote_code=trust_remote_code,
             allow_pull=allow_pull, verbose=verbose, quiet=quiet, max_inputs=max_inputs, max_request_tokens=max_request_tokens,
             max_top_k=max_top_k, max_masks=max_masks, max_queue=max_queue, max_models=max_models, insecure=insecure,
-            engine=engine.strip().lower(), compute_type=compute_type, batching=batching.strip().lower(),
+            engine=serve_backend(backend, engine), compute_type=compute_type, batching=batching.strip().lower(),
             aliases=c.parse_aliases(alias or []), allowed_hosts=list(allowed_hosts or []), allowed_origins=list(allowed_origins or []),
         )  # fmt: skip
         c.check(settings)
@@ -111,3 +114,16 @@ def serve(
 
     execute(body)
 
+
+
+def serve_backend(backend: str | None, engine: str) -> str:
+    """The server's backend: --backend, or --engine as it was spelt before (local: transformers), noted."""
+    engine = engine.strip().lower()
+    if backend is None:
+        if engine != "local":
+            import logging
+
+            logging.getLogger("tfx").warning("tfx serve --engine %s is now --backend %s", engine, engine)
+        return engine
+    backend = backend.strip().lower()
+    return "local" if backend == "transformers" else backend

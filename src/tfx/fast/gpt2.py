@@ -221,8 +221,9 @@ class GPT2Greedy:
 
     # ---- greedy decoding -----------------------------------------------------------------------------
 
-    def generate(self, input_ids, attention_mask, max_new_tokens: int, eos_token_ids: list[int], pad_token_id: int | None, on_token: Callable[[int], None] | None = None):
-        """[B, T] left-padded prompts -> [B, T + n] sequences, n <= max_new_tokens, as generate() returns them."""
+    def generate(self, input_ids, attention_mask, max_new_tokens: int, eos_token_ids: list[int], pad_token_id: int | None, on_token: Callable[[int], None] | None = None, stop: Callable[[], bool] | None = None):
+        """[B, T] left-padded prompts -> [B, T + n] sequences, n <= max_new_tokens, as generate() returns them.
+        stop: asked after every token; True ends the generation there (nobody wants the rest)."""
         import torch
 
         with torch.inference_mode():
@@ -256,7 +257,7 @@ class GPT2Greedy:
                     on_token(int(tokens[0]))
                 if len(eos):
                     unfinished &= ~torch.isin(tokens, eos)
-                if n == max_new_tokens or not bool(unfinished.any()):
+                if n == max_new_tokens or not bool(unfinished.any()) or (stop is not None and stop()):
                     break
                 step_pos = step_pos + 1
                 at = width + n - 1

@@ -16,6 +16,8 @@ class FastPath:
         self.tokenizer = tokenizer
         self.defaults = generation_defaults
         self.config = config
+        # Asked after every token while set (the server's cancellation, serve.cancel): True ends the generation.
+        self.stop_when: Callable[[], bool] | None = None
 
     @staticmethod
     def takes(kwargs: dict[str, Any]) -> bool:
@@ -60,7 +62,7 @@ class FastPath:
             from tfx.fast.text import TextStreamer
 
             streamer = TextStreamer(self.tokenizer, on_text)
-        out = self.decoder.generate(input_ids, mask, budget, self.eos_ids(), pad, streamer.put if streamer else None)
+        out = self.decoder.generate(input_ids, mask, budget, self.eos_ids(), pad, streamer.put if streamer else None, self.stop_when)
         if streamer is not None:
             streamer.end()
         return out

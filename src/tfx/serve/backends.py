@@ -1,7 +1,9 @@
-"""Which backend runs a model on the server (`tfx serve --engine local|ct2|auto`): transformers, or CTranslate2
-for the models and tasks the ct2 backend runs (tfx.ct2.MODEL_TYPES: generate on GPT-2, translate and
-summarize on T5, BART, Marian); every other model and task on that server keeps using transformers. A ct2
-slot holds the converted model (tasks.ct2.load_ct2) and builds the ct2 tasks on it.
+"""Which backend runs a model on the server (`tfx serve --backend transformers|ct2|onnx|auto`): transformers,
+CTranslate2 for the models and tasks the ct2 backend runs (tfx.ct2.MODEL_TYPES: generate on GPT-2, translate
+and summarize on T5, BART, Marian), or ONNX Runtime for the encoder tasks tfx.tasks.onnx runs (classify, ner,
+fill-mask, embed, rank); auto takes either where it applies, at float32 unless --compute-type says
+otherwise. Every other model and task on that server keeps using transformers. A ct2 or onnx slot holds the
+converted model (tasks.ct2.load_ct2, tasks.onnx.load_onnx) and builds that backend's tasks on it.
 
 Settings CTranslate2 cannot run with transformers' result are found before anything is queued (`route`):
 with --engine ct2 they are a 400 naming the setting; with --engine auto that request runs on the same model
@@ -17,8 +19,8 @@ from tfx.serve.config import Settings
 from tfx.tasks import load_model, make_task
 
 log = logging.getLogger("tfx")
-ENGINES = ("local", "ct2", "auto")
-CT2, TRANSFORMERS = "ct2", "transformers"
+ENGINES = ("local", "ct2", "onnx", "auto")
+CT2, ONNX, TRANSFORMERS = "ct2", "onnx", "transformers"
 
 
 class Backends:
@@ -27,6 +29,9 @@ class Backends:
         self.engine = settings.engine
         self._check_tokenizers: dict[str, Any] = {}  # snapshot path -> a tokenizer for settings checks only
         self._noted: set[tuple[str, str]] = set()
+        self.onnx = self.engine in (ONNX, "auto") and self._onnx_installed()
+        if self.engine == ONNX:
+            self.engine = "local"  # ct2 is not asked for; the encoder tasks go to onnx (`of`)
         if self.engine != "local":
             from tfx import ct2
 
@@ -40,8 +45,36 @@ class Backends:
             else:
                 ct2.pick_compute_type(settings.compute_type, ct2.pick_device(settings.device)[0])  # a bad value fails at start
 
+    def _onnx_installed(self) -> bool:
+        from tfx import onnx
+
+        try:
+            onnx.require()
+        except onnx.Unsupported:
+            if self.settings.engine == ONNX:
+                raise
+            log.warning("--backend auto: onnxruntime is not installed, the encoder tasks run on transformers")
+            return False
+        return True
+
+    def compute_type(self, backend: str) -> str:
+        """auto runs the exact kind (float32) unless --compute-type says otherwise; ct2 alone means int8 on CPU."""
+        if self.settings.compute_type == "auto" and (self.settings.engine == "auto" or backend == ONNX):
+            return "float32"
+        return self.settings.compute_type
+
     def of(self, prepared: loading.Prepared) -> str:
         """The backend a model runs on for its task, before any request's settings."""
+        if self.onnx:
+            from tfx import onnx
+            from tfx.tasks import ONNX_TASKS
+
+            if prepared.task in ONNX_TASKS:
+                try:
+                    onnx.head_of(prepared.task, prepared.variant)
+                    return ONNX
+                except onnx.Unsupported:
+                    pass
         if self.engine == "local":
             return TRANSFORMERS
         from tfx import ct2
@@ -89,10 +122,18 @@ class Backends:
     def load(self, prepared: loading.Prepared, backend: str, device: str, dtype) -> loading.Loaded:
         """Through tasks.load_model, the load decision `tfx TASK` makes too (the fast path's weights included)."""
         s = self.settings
+        if backend == ONNX:
+            from tfx.tasks.onnx import load_onnx
+
+            return load_onnx(prepared, self.compute_type(ONNX), s.trust_remote_code)
         where = s.device if backend == CT2 else device  # ct2 picks its own device from the option
-        return load_model(prepared, backend, where, dtype, s.trust_remote_code, s.verbose, s.compute_type)
+        return load_model(prepared, backend, where, dtype, s.trust_remote_code, s.verbose, self.compute_type(backend))
 
     def make_task(self, backend: str, name: str, loaded: loading.Loaded, settings):
+        if backend == ONNX:
+            from tfx.tasks.onnx import onnx_tasks
+
+            return onnx_tasks()[name](loaded, settings)
         if backend == CT2:
             from tfx.tasks.ct2 import CT2_TASKS
 

@@ -5,8 +5,9 @@ visible text, a batch stops once every request in it has gone (the rows of reque
 
 It rides on the task's own generate kwargs (`task.kwargs`, which the generate, translate and summarize tasks
 pass to `model.generate`), set for one run and taken off after it, so a task kept for the next request
-never carries an old request's check. The fast GPT-2 path and CTranslate2 take no criteria: their streams
-stop at the next visible piece, their batches run to their (capped) end."""
+never carries an old request's check. The fast GPT-2 path has a hook of its own (`FastPath.stop_when`,
+asked after every token). CTranslate2 takes no criteria: its streams stop at the next visible piece, its
+batches run to their (capped) end."""
 
 from __future__ import annotations
 
@@ -21,8 +22,16 @@ KEY = "stopping_criteria"  # model.generate's own argument
 def watching(task: Any, wanted: Callable[[], bool]) -> Iterator[None]:
     """While the block runs, the task's generation stops at its next token once wanted() is False."""
     kwargs = getattr(task, "kwargs", None)
-    if not isinstance(kwargs, dict) or getattr(task, "fast", None) is not None or not getattr(task, "takes_criteria", True):
-        yield  # nothing to hook: the fast path (which must not import transformers), or no model.generate
+    fast = getattr(task, "fast", None)
+    if fast is not None:  # the fast GPT-2 path asks its own hook after every token (no transformers import)
+        fast.stop_when = lambda: not wanted()
+        try:
+            yield
+        finally:
+            fast.stop_when = None
+        return
+    if not isinstance(kwargs, dict) or not getattr(task, "takes_criteria", True):
+        yield  # nothing to hook: no model.generate (CTranslate2 stops at its next visible piece)
         return
     from transformers import StoppingCriteriaList  # heavy: only on the model's thread, with a model loaded
 

@@ -64,7 +64,7 @@ class Settings:
     max_models: int | None = None  # None: no bound on the models resident at once
     batching: str = DEFAULT_BATCHING  # one of BATCHING_MODES
     insecure: bool = False  # listen beyond loopback without --api-key
-    engine: str = "local"  # local | ct2 | auto (serve.backends): CTranslate2 for the models and tasks it runs
+    engine: str = "local"  # --backend: local (transformers) | ct2 | onnx | auto (serve.backends)
     compute_type: str = "auto"  # --engine ct2/auto: int8 on CPU
     aliases: dict[str, str] = field(default_factory=dict)  # --alias NAME=MODEL (serve.models.resolve_alias)
     allowed_hosts: list[str] = field(default_factory=list)  # --allowed-hosts: Host headers besides loopback and --host
@@ -88,14 +88,14 @@ def check(settings: Settings) -> None:
             "--allow-pull with --trust-remote-code would let any client run the code of any Hub repository.",
             "Drop one: pull the trusted models first (tfx pull) and start with -m, or serve without remote code.",
         )
-    if settings.engine not in ("local", "ct2", "auto"):
-        raise UsageError(f"--engine {settings.engine} is not one tfx serve has.", "Use local, ct2 or auto.")
+    if settings.engine not in ("local", "ct2", "onnx", "auto"):
+        raise UsageError(f"--backend {settings.engine} is not one tfx serve has.", "Use transformers, ct2, onnx or auto.")
     from tfx.ct2 import COMPUTE_TYPES  # the names only: nothing heavy
 
     if settings.compute_type not in COMPUTE_TYPES:
         raise UsageError(f"unknown --compute-type '{settings.compute_type}'.", f"Use one of: {', '.join(COMPUTE_TYPES)}.")
     if settings.compute_type != "auto" and settings.engine == "local":
-        raise UsageError(f"--compute-type {settings.compute_type} applies to the CTranslate2 backend.", "Add --engine ct2 (or auto), or leave --compute-type out.")
+        raise UsageError(f"--compute-type {settings.compute_type} applies to the ct2 and onnx backends.", "Add --backend ct2, onnx or auto, or leave --compute-type out.")
     if settings.batching not in BATCHING_MODES:
         raise UsageError(f"unknown --batching '{settings.batching}'.", f"Use one of: {', '.join(BATCHING_MODES)}.")
     for name in ("max_inputs", "max_request_tokens", "max_top_k", "max_masks", "max_queue"):

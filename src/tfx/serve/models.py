@@ -10,7 +10,7 @@ import threading
 import time
 from typing import Any
 
-from tfx import hub, loading, registry
+from tfx import hub, loading, registry, userconfig
 from tfx.errors import ModelNotFound, NotCached, TaskMismatch
 from tfx.serve.backends import Backends
 from tfx.serve.batcher import Slot
@@ -40,7 +40,9 @@ class Manager:
         self.stats = {"requests": 0, "batches": 0, "inputs": 0, "largest_batch": 0, "cancelled": 0, "refused": 0, "evicted": 0}
         self._room = threading.Lock()  # one model makes room (--max-models) at a time
         self.started = time.time()
-        self.aliases = dict(settings.aliases)  # --alias NAME=MODEL
+        # The user's aliases (tfx alias set, read once at start: the one resolution the CLI uses too), then
+        # --alias NAME=MODEL, which wins over them.
+        self.aliases = {**userconfig.aliases(), **settings.aliases}
         self.backends = Backends(settings)  # --engine: which models run on CTranslate2
         self.metrics = Metrics(self)  # GET /metrics: this manager's registry
 
