@@ -123,6 +123,18 @@ def test_input_format_follows_the_file_extension(tfx_env, tmp_path):
     assert_clean_error(tfx("qa", "-m", SQUAD, "-i", str(records), "--input-format", "text", env=tfx_env), 2, "qa needs a context")
 
 
+def test_tsv_records_from_the_extension_question_then_context(tfx_env, tmp_path):
+    import tiny_retrieval as tr
+
+    rows = tmp_path / "set.tsv"
+    rows.write_text("".join(f"{q}\t{c.replace(chr(10), chr(92) + 'n')}\tid{i}\n" for i, (q, c, _) in enumerate(tr.QA_CASES[:2])))
+    r = tfx("qa", "-m", SQUAD, "-i", str(rows), "--format", "jsonl", env=tfx_env)
+    assert r.code == 0, r.err
+    got = [json.loads(line) for line in r.lines]
+    assert [g["output"] for g in got] == [a for _, _, a in tr.QA_CASES[:2]]
+    assert [g["columns"] for g in got] == [["id0"], ["id1"]]  # further columns are passed through
+
+
 def test_format_json_is_jsonl(tfx_env):
     a = tfx("fill-mask", "-m", BERT, "--format", "json", "the [MASK] is red", env=tfx_env)
     b = tfx("fill-mask", "-m", BERT, "--format", "jsonl", "the [MASK] is red", env=tfx_env)

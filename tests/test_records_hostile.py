@@ -88,7 +88,7 @@ class Echo:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.one_of(_input, st.binary(max_size=600)), fmt=st.sampled_from(["text", "jsonl"]))
+@given(data=st.one_of(_input, st.binary(max_size=600)), fmt=st.sampled_from(["text", "jsonl", "tsv"]))
 def test_any_bytes_give_one_record_per_line(data, fmt):
     records = list(io.read_records([], None, fmt, stdin=stdio.BytesIO(data)))
     assert len(records) == _n_lines(data)
@@ -97,7 +97,7 @@ def test_any_bytes_give_one_record_per_line(data, fmt):
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=_input, fmt=st.sampled_from(["text", "jsonl"]), out_fmt=st.sampled_from(["text", "jsonl", "tsv"]))
+@given(data=_input, fmt=st.sampled_from(["text", "jsonl", "tsv"]), out_fmt=st.sampled_from(["text", "jsonl", "tsv"]))
 def test_any_bytes_through_the_pipeline_with_keep_going_give_n_records(data, fmt, out_fmt):
     out, err = stdio.StringIO(), stdio.StringIO()
     records = io.read_records([], None, fmt, stdin=stdio.BytesIO(data))

@@ -6,6 +6,7 @@ error record rather than a crash. Writers flush per record so a pipeline sees re
 from __future__ import annotations
 
 import json
+import re
 import os
 import stat
 import sys
@@ -190,6 +191,8 @@ class ReadAhead:
 
 
 def _parse(index: int, line: int, text: str, input_format: str, fields: Fields = TEXT_FIELDS) -> Record:
+    if input_format == "tsv" and text.strip():
+        return _parse_tsv(index, line, text, fields)
     if input_format != "jsonl" or not text.strip():
         return Record(index, line, text)
     try:
@@ -210,6 +213,23 @@ def _parse(index: int, line: int, text: str, input_format: str, fields: Fields =
         return Record(index, line, value, extra={k: v for k, v in obj.items() if k not in clash}, pair=pair,
                       error=f'field "{clash[0]}" is one tfx writes itself; rename it (other fields are passed through)')  # fmt: skip
     return Record(index, line, value, extra=obj, pair=pair)
+
+
+_TSV_ESCAPES = {"t": "\t", "n": "\n", "r": "\r", "\\": "\\"}
+
+
+def unescape_tsv(text: str) -> str:
+    """escape_tsv's inverse: \\t, \\n, \\r and \\\\ back to what they stand for; any other backslash stays."""
+    return re.sub(r"\\([tnr\\])", lambda m: _TSV_ESCAPES[m.group(1)], text)
+
+
+def _parse_tsv(index: int, line: int, text: str, fields: Fields) -> Record:
+    """A tsv record: the first column is the input (a task with a second input, qa's context, takes the
+    second column); further columns are passed through as "columns"."""
+    columns = [unescape_tsv(c) for c in text.split("\t")]
+    pair = columns.pop(1) if fields.pair and len(columns) > 1 else None
+    extra = {"columns": columns[1:]} if len(columns) > 1 else {}
+    return Record(index, line, columns[0], extra=extra, pair=pair)
 
 
 def json_problem(exc: BaseException) -> str:

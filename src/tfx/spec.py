@@ -14,7 +14,7 @@ from tfx.settings import *  # noqa: F403 - the task settings, re-exported: `from
 from tfx.settings import SETTINGS, Settings
 
 FORMATS = ("text", "jsonl", "tsv")
-INPUT_FORMATS = ("text", "jsonl")
+INPUT_FORMATS = ("text", "jsonl", "tsv")
 OUTPUT_FORMATS = ("jsonl", "parquet")
 ENGINES = ("local", "ray")  # --engine; --server picks "remote"
 BACKENDS = ("transformers", "ct2", "onnx", "auto")  # RunSpec.backend (--backend; the old --engine ct2|auto)

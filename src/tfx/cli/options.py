@@ -60,8 +60,8 @@ Format = Annotated[
         panel=IO_PANEL, metavar="FORMAT",
     ),
 ]
-InputFile = Annotated[Optional[str], _opt("--input", "-i", help="Read records from this file (one per line; a .jsonl or .ndjson file is read as jsonl).", panel=IO_PANEL, metavar="FILE", show_default=False)]
-InputFormat = Annotated[Optional[str], _opt("--input-format", help='text, or jsonl: each line a JSON object whose "text" is the input; other fields are passed through. Default: jsonl for a .jsonl/.ndjson --input, else text.', panel=IO_PANEL, metavar="FORMAT", show_default=False)]
+InputFile = Annotated[Optional[str], _opt("--input", "-i", help="Read records from this file (one per line; a .jsonl or .ndjson file is read as jsonl, a .tsv file as tsv).", panel=IO_PANEL, metavar="FILE", show_default=False)]
+InputFormat = Annotated[Optional[str], _opt("--input-format", help='text; jsonl: each line a JSON object whose "text" is the input, other fields passed through; tsv: the first column is the input (qa: question, then context), further columns passed through. Default: from the --input file\'s extension, else text.', panel=IO_PANEL, metavar="FORMAT", show_default=False)]
 BatchSize = Annotated[Optional[int], _opt("--batch-size", "-b", help="Records per batch (default: chosen per task and device).", panel=IO_PANEL, metavar="INT", show_default=False)]
 Quiet = Annotated[bool, _flag("--quiet", "-q", help="No progress bar or warnings on stderr.", panel=IO_PANEL)]
 Verbose = Annotated[bool, _flag("--verbose", "-v", help="Show the libraries' own logs and progress on stderr.", panel=IO_PANEL)]

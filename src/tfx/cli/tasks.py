@@ -154,6 +154,8 @@ def input_format(path: str | None, given: str | None) -> str:
         return "jsonl" if given == "json" else given
     if path and path.lower().endswith((".jsonl", ".ndjson")):
         return "jsonl"
+    if path and path.lower().endswith(".tsv"):
+        return "tsv"
     return "text"
 
 
@@ -254,8 +256,8 @@ def qa_context(context: str | None, context_file: str | None, common: dict) -> s
         if looks_like_path(context):
             raise UsageError(f"--context {context}: no such file, and it looks like a file name rather than a context.", "Check the path and use --context-file PATH (or --context @PATH); give text with spaces for a literal context.")
         return context
-    jsonl = input_format(common.get("input_file"), common.get("input_format")) == "jsonl"
-    if not jsonl:
+    records = input_format(common.get("input_file"), common.get("input_format"))
+    if records not in ("jsonl", "tsv"):  # jsonl and tsv records may carry their own context
         raise UsageError("qa needs a context to answer from.", 'Add --context-file FILE or --context "TEXT", or give jsonl records with "question" and "context" (--input-format jsonl).')
     return None
 
