@@ -46,6 +46,21 @@ class Runner:
         return SimpleNamespace(logits=self.forward(arrays))
 
 
+# numpy for what torch did after the forward pass (the pipelines' softmax and sigmoid), for every onnx task
+def softmax(x, axis: int = -1):
+    import numpy as np
+
+    x = np.asarray(x, dtype=np.float32)
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def sigmoid(x):
+    import numpy as np
+
+    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float32)))
+
+
 def pad(rows: list[dict[str, list[int]]], names: list[str], tokenizer) -> dict[str, Any]:
     """The model's inputs for rows of an encoding, padded on the tokenizer's side, as int64 arrays."""
     import numpy as np

@@ -12,24 +12,11 @@ from typing import Any
 from tfx import copies, loading
 from tfx import onnx as backend
 from tfx.results import ClassifyResult, FillMaskResult, NerResult
+from tfx.onnx.runner import sigmoid, softmax
 from tfx.tasks.base import log
 from tfx.tasks.classify import Classify, Encoded
 from tfx.tasks.fill_mask import FillMask
 from tfx.tasks.ner import IGNORED, Ner, _entity, group_entities
-
-
-def softmax(x, axis: int = -1):
-    import numpy as np
-
-    x = np.asarray(x, dtype=np.float32)
-    e = np.exp(x - x.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
-
-
-def sigmoid(x):
-    import numpy as np
-
-    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float32)))
 
 
 def _inputs(batch: Encoded, group: list[int], tokenizer) -> dict[str, Any]:
