@@ -49,22 +49,16 @@ class Ner(Task):
         return token_count(self.tokenizer, text)
 
     def run(self, texts: list[str]) -> list[NerResult]:
-        import torch
-
         batch = Encoded(self.tokenizer, texts, self.limit, return_offsets_mapping=True, return_special_tokens_mask=True)
         wide = self.aggregate in ("first", "average", "max")  # these need every label's score per token
         left = self.tokenizer.padding_side == "left"
         results: list[NerResult | None] = [None] * len(texts)
         for group in batch.groups(self.budget):
-            with torch.inference_mode():
-                probs = self.model(**batch.tensors(group, self.device)).logits.float().softmax(dim=-1)
-            best, index = probs.max(dim=-1)
-            probs_np = probs.cpu().numpy() if wide else None
-            best_np, index_np = best.cpu().numpy(), index.cpu().numpy()
+            probs_np, best_np, index_np = self.scores(batch, group, wide)
             for g, i in enumerate(group):
                 row = batch.rows[i]
                 n = len(row["input_ids"])
-                at = slice(probs.shape[1] - n, None) if left else slice(0, n)
+                at = slice(best_np.shape[1] - n, None) if left else slice(0, n)
                 text = texts[i]
                 pre = self._pre_entities(text, row)
                 if wide:
@@ -79,6 +73,16 @@ class Ner(Task):
                 words = "  ".join(f"{e['word']}/{e['label']}" for e in kept)
                 results[i] = NerResult(output=words, truncated=batch.dropped[i] > 0, entities=kept, dropped_tokens=batch.dropped[i])
         return results  # type: ignore[return-value]
+
+    def scores(self, batch: Encoded, group: list[int], wide: bool):
+        """One model batch's label probabilities as numpy: (every label's, or None unless wide; the best
+        label's score; its index), each [rows, tokens, ...]. The onnx task overrides only this."""
+        import torch
+
+        with torch.inference_mode():
+            probs = self.model(**batch.tensors(group, self.device)).logits.float().softmax(dim=-1)
+        best, index = probs.max(dim=-1)
+        return (probs.cpu().numpy() if wide else None), best.cpu().numpy(), index.cpu().numpy()
 
     def _pre_entities(self, text: str, row: dict[str, list]) -> list[tuple[int, int, int, bool]]:
         """(position, start, end, is a later piece of a word) for each token that is not special, decided

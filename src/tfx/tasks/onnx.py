@@ -11,12 +11,12 @@ from typing import Any
 
 from tfx import copies, loading
 from tfx import onnx as backend
-from tfx.results import ClassifyResult, FillMaskResult, NerResult
+from tfx.results import ClassifyResult, FillMaskResult
 from tfx.onnx.runner import sigmoid, softmax
 from tfx.tasks.base import log
 from tfx.tasks.classify import Classify, Encoded
 from tfx.tasks.fill_mask import FillMask
-from tfx.tasks.ner import IGNORED, Ner, _entity, group_entities
+from tfx.tasks.ner import Ner
 
 
 def _inputs(batch: Encoded, group: list[int], tokenizer) -> dict[str, Any]:
@@ -56,32 +56,9 @@ class OnnxClassify(Classify):
 
 
 class OnnxNer(Ner):
-    def run(self, texts: list[str]) -> list[NerResult]:
-        batch = Encoded(self.tokenizer, texts, self.limit, return_offsets_mapping=True, return_special_tokens_mask=True)
-        wide = self.aggregate in ("first", "average", "max")
-        left = self.tokenizer.padding_side == "left"
-        results: list[NerResult | None] = [None] * len(texts)
-        for group in batch.groups(self.budget):
-            probs = softmax(self.model.forward(_inputs(batch, group, self.tokenizer)))
-            best, index = probs.max(axis=-1), probs.argmax(axis=-1)
-            for g, i in enumerate(group):
-                row = batch.rows[i]
-                n = len(row["input_ids"])
-                at = slice(probs.shape[1] - n, None) if left else slice(0, n)
-                text = texts[i]
-                pre = self._pre_entities(text, row)
-                if wide:
-                    entities = group_entities(self._words(text, pre, probs[g, at]), text)
-                else:
-                    labels, scores = index[g, at], best[g, at]
-                    per_token = [_entity(self.id2label[int(labels[t])], scores[t], text, start, end) for t, start, end, _ in pre]
-                    entities = per_token if self.aggregate == "none" else group_entities(per_token, text)
-                kept = [e for e in entities if e["label"] not in IGNORED]
-                for e in kept:
-                    e["score"] = float(e["score"])
-                words = "  ".join(f"{e['word']}/{e['label']}" for e in kept)
-                results[i] = NerResult(output=words, truncated=batch.dropped[i] > 0, entities=kept, dropped_tokens=batch.dropped[i])
-        return results  # type: ignore[return-value]
+    def scores(self, batch: Encoded, group: list[int], wide: bool):
+        probs = softmax(self.model.forward(_inputs(batch, group, self.tokenizer)))
+        return probs, probs.max(axis=-1), probs.argmax(axis=-1)
 
 
 class OnnxFillMask(FillMask):
