@@ -154,6 +154,11 @@ class FillMask(Task):
         if self.target_ids is not None:
             indices = ids[indices]
         counts = selected.sum(dim=1).tolist()
+        return self._results(texts, counts, cut, scores, indices)
+
+    def _results(self, texts: list[str], counts: list[int], cut: list[int], scores, indices) -> list[FillMaskResult]:
+        """Each text's masks, in order: the rows of scores/indices (top-k per masked position, torch or numpy)
+        taken `counts[i]` at a time; cut: the tokens each text lost to truncation."""
         results, row = [], 0
         for text, count in zip(texts, counts):
             preds = [self._candidates(scores[row + j], indices[row + j]) for j in range(count)]

@@ -81,13 +81,7 @@ class OnnxFillMask(FillMask):
         if targets is not None:
             indices = targets[indices]
         counts = selected.sum(axis=1).tolist()
-        results, row = [], 0
-        for text, count in zip(texts, counts):
-            preds = [self._candidates(scores[row + j], indices[row + j]) for j in range(count)]
-            row += count
-            dropped = cut[len(results)]
-            results.append(FillMaskResult(self._fill(text, [p[0]["token"] for p in preds]), dropped > 0, preds, self.top_k is not None, dropped_tokens=dropped))
-        return results
+        return self._results(texts, counts, cut, scores, indices)
 
 
 def onnx_tasks() -> dict[str, type]:
