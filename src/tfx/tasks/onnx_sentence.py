@@ -110,8 +110,7 @@ class OnnxRank(Task):
 
     def run(self, texts: list[str]) -> list[RankResult]:
         if self.cross:
-            from tfx.onnx.runner import pad
-            from tfx.onnx.runner import sigmoid
+            from tfx.onnx.runner import pad, sigmoid
 
             tok = self.model.tokenizer
             enc = tok([self.query] * len(texts), texts, truncation=True, max_length=self.limit)
