@@ -71,6 +71,7 @@ def online_env(tfx_env, tmp_path, fake_hub):
     env.pop("HF_HUB_OFFLINE", None)
     env["HF_ENDPOINT"] = fake_hub.url
     env["HF_HUB_CACHE"] = str(tmp_path / "cache")
+    env["HF_HOME"] = str(tmp_path / "home")  # its own converted-copy store too: `cache rm` removes a repo's copies
     fake_hub.clear()
     return env
 
@@ -294,7 +295,7 @@ def test_cache_ls_and_rm(fake_hub, online_env):
     assert entry["repo_id"] == GPT2 and entry["size_on_disk"] > 500_000
     assert len(entry["revisions"]) == 1 and entry["refs"] == ["main"]
     table = tfx("cache", "ls", env=online_env)
-    assert table.lines[0].split() == ["model", "size", "revisions", "last", "used", "ct2", "copies"]
+    assert table.lines[0].split() == ["model", "size", "revisions", "last", "used", "converted", "copies"]
     assert table.lines[1].startswith(GPT2) and "1 (main)" in table.lines[1]
 
     declined = tfx("cache", "rm", GPT2, env=online_env, stdin="n\n")

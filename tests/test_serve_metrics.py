@@ -311,5 +311,7 @@ def test_serve_engine_ct2_and_auto_on_settings_ct2_cannot_run(hub_cache, referen
 
 def test_serve_cli_engine_options(hub_cache, tfx_env):
     assert_clean_error(tfx("serve", "--engine", "ray", env=tfx_env), 2, "--engine")
-    assert_clean_error(tfx("serve", "--compute-type", "int8", env=tfx_env), 2, "--engine ct2")
-    assert_clean_error(tfx("serve", "--engine", "ct2", "--compute-type", "int3", env=tfx_env), 2, "--compute-type")
+    assert_clean_error(tfx("serve", "--compute-type", "int8", env=tfx_env), 2, "--backend ct2")
+    assert_clean_error(tfx("serve", "--backend", "ct2", "--compute-type", "int3", env=tfx_env), 2, "--compute-type")
+    old_spelling = tfx("serve", "--engine", "ct2", "--compute-type", "int3", env=tfx_env)  # still read, with a note
+    assert old_spelling.code == 2 and "is now --backend ct2" in old_spelling.err and "--compute-type" in old_spelling.err

@@ -386,7 +386,7 @@ def test_19_3_one_access_log_line_per_request_and_none_with_quiet(hub_cache, cap
 
 # --- issue 20 #7: the published schema, fuzzed -----------------------------------------------------
 
-schemathesis = pytest.importorskip("schemathesis")
+import schemathesis  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
 

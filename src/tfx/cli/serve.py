@@ -120,6 +120,13 @@ def serve_backend(backend: str | None, engine: str) -> str:
     """The server's backend: --backend, or --engine as it was spelt before (local: transformers), noted."""
     engine = engine.strip().lower()
     if backend is None:
+        if engine == "ray":
+            from tfx.errors import UsageError
+
+            raise UsageError(
+                "tfx serve has no --engine ray: the server runs its models in this process.",
+                "Leave --engine out; for a cluster-sized batch job use a task command with --engine ray.",
+            )
         if engine != "local":
             import logging
 
