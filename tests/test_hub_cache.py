@@ -131,6 +131,19 @@ def test_ref_files_are_read_only_when_small_and_regular(cache):
     assert hub.find_cached("t/m", "good") == ("t/m", snap)
 
 
+def test_a_named_revision_whose_ref_is_unreadable_says_so_not_not_cached(cache, cache_env):
+    make_repo(cache, "t/m", MODEL_FILES)
+    refs = cache / "models--t--m" / "refs"
+    os.mkfifo(refs / "stuck")
+    (refs / "folder").mkdir()
+    (refs / "junk").write_text("not a commit\n")
+    (refs / "huge").write_text(COMMIT * 100)
+    for ref, what in (("stuck", "is a FIFO"), ("folder", "is a directory"), ("junk", "holds no commit hash"), ("huge", "not a 100-byte ref")):
+        r = tfx("classify", "-m", "t/m", "--revision", ref, "--offline", "some text", env=cache_env, timeout=60)
+        assert_clean_error(r, 1, what, f"refs/{ref}", "Remove it")
+    assert_clean_error(tfx("classify", "-m", "t/m", "--revision", "absent", "--offline", "x", env=cache_env, timeout=60), 1, "not in the local cache")
+
+
 def test_cache_listing_stops_at_a_ref_that_is_not_a_small_file(cache, cache_env):
     make_repo(cache, "t/m", MODEL_FILES)
     os.mkfifo(cache / "models--t--m" / "refs" / "stuck")

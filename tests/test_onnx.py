@@ -1,7 +1,8 @@
 """The ONNX Runtime backend (--backend onnx) for the encoder tasks on the tiny models: export into the
 converted-copy store, fp32 equal to the transformers backend within 1e-4 for classify (softmax, sigmoid,
-zero-shot), ner (each aggregation), fill-mask, embed and rank (bi- and cross-encoder); embed equal to
-SentenceTransformer.encode; int8 agreement; no torch or transformers import on a converted run; a crash
+zero-shot), ner (each aggregation), qa (windows with a stride over a long context: answers, scores and spans),
+fill-mask, embed and rank (bi- and cross-encoder); qa's windows equal to transformers' tokenizer's; embed
+equal to SentenceTransformer.encode; int8 agreement; no torch or transformers import on a converted run; a crash
 mid-export leaves no half copy; the copies listed and removed with the cache's; --backend auto."""
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ CASES = {  # name -> (task, model, settings, texts)
     "ner-first": ("ner", "tfx-test/tiny-ner", {"aggregate": "first"}, te.NER_SENTENCES),
     "ner-bpe-average": ("ner", "tfx-test/tiny-ner-bpe", {"aggregate": "average"}, te.NER_SENTENCES),
     "ner-none": ("ner", "tfx-test/tiny-ner-bpe", {"aggregate": "none"}, te.NER_SENTENCES),
+    "qa": ("qa", tr.REPOS["squad"][0], {"top_k": 2}, [*[(q, c) for q, c, _ in tr.QA_CASES], tr.QA_UNANSWERABLE]),
+    "qa-long": ("qa", tr.REPOS["squad"][0], {"context": tr.LONG_CONTEXT, "top_k": 3}, [tr.QA_CASES[2][0], "Who planted apple trees?", "Where did the children swim?"]),
     "fill-mask": ("fill-mask", "tfx-test/tiny-bert", {"top_k": 3}, [c for c, _ in tm.FILL_MASK_CASES + tm.FILL_MASK_MULTI_CASES]),
     "fill-mask-bpe": ("fill-mask", "tfx-test/tiny-roberta", {"targets": ("cat", "mat", "capital")}, [c for c, _ in tm.FILL_MASK_CASES]),
     "embed": ("embed", "tfx-test/tiny-minilm", {}, [*tr.FAQ_DOCS, "a", LONG]),
@@ -101,15 +104,44 @@ def test_embed_equals_sentence_transformers_encode(opened, hub_cache):
     assert cosine.min() >= 0.999999
 
 
+def test_qa_windows_are_transformers_windows(opened, hub_cache):
+    """The onnx copy's tokenizer (tokenizers only) cuts (question, context) pairs into the windows transformers'
+    fast tokenizer cuts: ids, type ids, masks, offsets, sequence ids and which pair each window came from;
+    the long context really takes several windows."""
+    from transformers import AutoTokenizer
+
+    from tfx import hub
+
+    task = opened["qa-long", "onnx"]
+    ref = AutoTokenizer.from_pretrained(str(hub.resolve(CASES["qa"][1]).path))
+    pairs = [(q, tr.LONG_CONTEXT) for q in CASES["qa-long"][3]] + [(q, c) for q, c, _ in tr.QA_CASES]
+    questions, contexts = [q for q, _ in pairs], [c for _, c in pairs]
+    for stride in (task.stride, 5):
+        args = dict(truncation="only_second", max_length=task.window, stride=stride, return_overflowing_tokens=True, return_offsets_mapping=True, padding=True)
+        mine, theirs = task.tokenizer(questions, contexts, **args), ref(questions, contexts, **args)
+        assert set(mine) == set(theirs)
+        for key in theirs:
+            assert [list(map(tuple, r)) if key == "offset_mapping" else r for r in mine[key]] == [list(map(tuple, r)) if key == "offset_mapping" else r for r in theirs[key]], (stride, key)
+        assert [mine.sequence_ids(i) for i in range(len(mine["input_ids"]))] == [theirs.sequence_ids(i) for i in range(len(theirs["input_ids"]))]
+        assert mine["overflow_to_sample_mapping"].count(0) > 1  # the long context: more than one window
+    assert [r.output for r in task.run(CASES["qa-long"][3][:1])] == [tr.QA_CASES[2][2]]  # found past the first window
+
+
 def test_int8_agreement(opened):
-    """Dynamic int8 quantization: the labels of the trained tiny classifiers and tagger stay those of fp32
-    on at least 99 % of the texts, and embeddings keep a cosine of 0.99 (bench/ measures real models)."""
+    """Dynamic int8 quantization: the labels of the trained tiny classifiers and tagger, and qa's answer spans
+    (in one window or several), stay those of fp32 on at least 99 % of the texts, and embeddings keep a cosine
+    of 0.99 (bench/ measures real models)."""
     agree = {}
     for case in ("sst2", "emotion-top3", "ner"):
         int8 = tasks.open_task(_spec(case, "onnx", "int8"))
         texts = CASES[case][3]
         ours, ref = _records(int8, texts), _records(opened[case, "transformers"], texts)
         agree[case] = sum(a["output"] == b["output"] for a, b in zip(ours, ref)) / len(texts)
+    for case in ("qa", "qa-long"):  # qa: the same answer span
+        texts = CASES[case][3]
+        ours, ref = _records(tasks.open_task(_spec(case, "onnx", "int8")), texts), _records(opened[case, "transformers"], texts)
+        agree[case] = sum((a["output"], a["start"], a["end"]) == (b["output"], b["start"], b["end"]) for a, b in zip(ours, ref)) / len(texts)
+    print(f"int8 agreement with fp32 transformers: {agree}")  # the figures; bench/ measures real models
     assert min(agree.values()) >= 0.99, agree
     int8 = tasks.open_task(_spec("embed", "onnx", "int8"))
     a = np.stack([r.embedding for r in int8.run(tr.FAQ_DOCS)])
@@ -154,35 +186,50 @@ def test_a_crash_mid_export_leaves_no_half_copy(hub_cache, monkeypatch):
     assert copies.complete(onnx_tasks.converted_path(prepared, "classify", "int8"), "onnx")
 
 
-def test_a_converted_run_never_imports_torch_or_transformers(opened, tfx_env):
+NO_TORCH_RUNS = {  # case -> (the CLI's arguments for that case's settings, its texts)
+    "sst2": (["classify", "-m", "tfx-test/tiny-sst2"], SENTIMENT[:2]),
+    "qa-long": (["qa", "-m", CASES["qa-long"][1], "-c", tr.LONG_CONTEXT, "-k", "3"], CASES["qa-long"][3][:2]),
+}
+
+
+@pytest.mark.parametrize("case", list(NO_TORCH_RUNS))
+def test_a_converted_run_never_imports_torch_or_transformers(opened, tfx_env, case):
+    args, texts = NO_TORCH_RUNS[case]
     probe = "\n".join([  # the CLI ends with os._exit: report the modules there
         "import os, sys",
         "real_exit = os._exit",
         "def report(code):",
         "    sys.stderr.write(f'HEAVY={sorted(m for m in (\"torch\", \"transformers\", \"sentence_transformers\") if m in sys.modules)}\\n'); sys.stderr.flush(); real_exit(code)",
         "os._exit = report",
-        "sys.argv = ['tfx', 'classify', '-m', 'tfx-test/tiny-sst2', '--backend', 'onnx', '--format', 'jsonl', *sys.argv[1:]]",
+        f"sys.argv = ['tfx', *{args!r}, '--backend', 'onnx', '--format', 'jsonl', *sys.argv[1:]]",
         "from tfx.cli import main",
         "main()",
     ])  # fmt: skip
-    r = subprocess.run([sys.executable, "-c", probe, *SENTIMENT[:2]], capture_output=True, text=True, env=tfx_env, timeout=120)
+    r = subprocess.run([sys.executable, "-c", probe, *texts], capture_output=True, text=True, env=tfx_env, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "HEAVY=[]" in r.stderr, r.stderr
     import json
 
-    expected = _records(opened["sst2", "transformers"], SENTIMENT[:2])
+    expected = _records(opened[case, "transformers"], texts)
     got = [json.loads(line) for line in r.stdout.splitlines()]
     _close([{k: g[k] for k in expected[0]} for g in got], expected)
 
 
-def test_backend_auto_takes_onnx_at_float32_and_falls_back_with_a_note(opened, capsys):
+def test_backend_auto_takes_onnx_at_float32_and_falls_back_with_a_note(opened, capsys, monkeypatch):
     task = tasks.open_task(_spec("sst2", "auto"))
     assert type(task).__name__ == "OnnxClassify" and task.model.quantization == "float32"
-    qa = spec.build("qa", spec.SETTINGS["qa"](), model="tfx-test/tiny-squad", backend="auto")
-    assert type(tasks.open_task(qa)).__name__ == "Qa"
-    assert "running transformers" in capsys.readouterr().err
-    with pytest.raises(backend.Unsupported, match="not qa"):
-        tasks.open_task(qa.replace(backend="onnx"))
+    qa = tasks.open_task(_spec("qa", "auto"))
+    assert type(qa).__name__ == "OnnxQa" and qa.model.quantization == "float32"
+    with pytest.raises(backend.Unsupported, match="not generate"):
+        tasks.open_task(spec.build("generate", spec.SETTINGS["generate"](), model="tfx-test/tiny-gpt2", backend="onnx"))
+    capsys.readouterr()
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # not installed: auto runs transformers and says why
+    assert type(tasks.open_task(_spec("qa", "auto"))).__name__ == "Qa"
+    err = capsys.readouterr().err
+    assert "running transformers" in err and "onnxruntime" in err, err
+    with pytest.raises(backend.Unsupported) as info:
+        tasks.open_task(_spec("qa", "onnx"))
+    assert 'pip install "tfx-cli[onnx]"' in str(info.value) and "\n" not in str(info.value)
 
 
 def test_cli_backend_onnx_equals_transformers(opened, tfx_env):

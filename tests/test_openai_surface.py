@@ -135,6 +135,46 @@ def test_responses_streamed_events(server):
     assert done.output_text == reply and done.usage.output_tokens > 0 and events[-4].text == reply
 
 
+def test_responses_streamed_logprobs_equal_the_whole_ones(server):
+    text, _ = CHAT_CASES[1]
+    client = server.client()
+    asked = dict(model=CHAT, input=text, include=["message.output_text.logprobs"], top_logprobs=2, temperature=0, max_output_tokens=10)
+    whole = client.responses.create(**asked)
+    entries = whole.output[0].content[0].logprobs
+    assert entries and "".join(e.token for e in entries) == whole.output_text
+
+    def key(e):
+        return e.token, round(e.logprob, 5), [(t.token, round(t.logprob, 5)) for t in e.top_logprobs]
+
+    events = list(client.responses.create(**asked, stream=True))
+    deltas = [e for e in events if e.type == "response.output_text.delta"]
+    carrying = [d.logprobs for d in deltas if d.logprobs]
+    assert len(carrying) > 1, "each delta carries its own tokens' logprobs, not all in the last one"
+    assert [key(e) for c in carrying for e in c] == [key(e) for e in entries]
+    assert all(len(e.top_logprobs) == 2 for e in entries)
+    done = next(e for e in events if e.type == "response.output_text.done")
+    assert [key(e) for e in done.logprobs] == [key(e) for e in entries]
+    plain = list(client.responses.create(model=CHAT, input=text, temperature=0, max_output_tokens=10, stream=True))
+    assert all(e.logprobs == [] for e in plain if e.type == "response.output_text.delta")
+
+
+def test_responses_plain_input_to_a_model_without_template_is_text(server):
+    from tiny_models import GPT2_CASES
+
+    client = server.client()
+    prompt, continuation = GPT2_CASES[0]
+    completion = client.completions.create(model=GPT2, prompt=prompt, max_tokens=12, temperature=0)
+    answer = client.responses.create(model=GPT2, input=prompt, max_output_tokens=12, temperature=0)
+    assert answer.output_text == completion.choices[0].text == continuation[: len(answer.output_text)] and answer.output_text
+    assert answer.usage.input_tokens == completion.usage.prompt_tokens and answer.usage.output_tokens == completion.usage.completion_tokens
+    streamed = list(client.responses.create(model=GPT2, input=prompt, max_output_tokens=12, temperature=0, stream=True))
+    assert "".join(e.delta for e in streamed if e.type == "response.output_text.delta") == answer.output_text
+    for body in ({"input": [{"role": "user", "content": prompt}]}, {"input": prompt, "instructions": SYSTEM}):
+        status, error = error_of(server, "/v1/responses", {"model": GPT2, **body})
+        assert status == 400 and error["code"] == "no_chat_template" and error["param"] == "input", error
+        assert "plain string" in error["message"], error
+
+
 def test_the_developer_role_is_the_system_message(server):
     text, reply = CHAT_CASES[0]
     client = server.client()

@@ -74,34 +74,6 @@ def test_single_prompts_stop_at_eos_like_generate(hf, fast):
         assert got[0, -1].item() == tok.eos_token_id  # the memorised sentence ends, and so does generation
 
 
-def test_streamed_pieces_match_transformers_text_streamer(hf, fast):
-    from transformers import TextStreamer
-
-    from tfx.fast.text import TextStreamer as FastStreamer
-
-    tok, _ = hf
-    ids = tok(tm.GPT2_TEXT + "\nSecond line, café!")["input_ids"] + [tok.eos_token_id]
-    theirs, ours = [], []
-
-    class Capture(TextStreamer):
-        def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
-            if text:
-                theirs.append(text)
-
-    import torch
-
-    reference = Capture(tok, skip_prompt=True, skip_special_tokens=True)
-    reference.put(torch.tensor([ids[:1]]))  # the prompt, skipped
-    for t in ids[1:]:
-        reference.put(torch.tensor([t]))
-    reference.end()
-    mine = FastStreamer(fast[1], ours.append)
-    for t in ids[1:]:
-        mine.put(t)
-    mine.end()
-    assert ours == theirs
-
-
 def test_fast_path_is_taken_and_falls_back_when_it_cannot(hub_cache):
     import torch
 

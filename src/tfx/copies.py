@@ -4,12 +4,17 @@ cache and never inside its snapshots: $HF_HOME/<backend root>/<owner>--<name>--<
 A copy is converted into a temporary folder under a lock on its name and renamed into place when complete
 (its meta file written last), so a crash or a second process never leaves a half model where a run would
 find it; leftovers of a crash are removed by the next conversion of that name, under the same lock.
-`tfx cache ls` / `rm` list and delete them through `converted` and `remove`. Imports nothing heavy."""
+`tfx cache ls` / `rm` list and delete them through `converted` and `remove`. Imports nothing heavy.
+
+It also holds what the converting backends' packages share (tfx.ct2 and tfx.onnx are siblings in one layer
+and may not import each other): the Unsupported error each subclasses, `require` (the optional library or a
+one-line install hint), `installed_version`, `request_device` and `threads`."""
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import importlib
 import json
 import logging
 import os
@@ -20,6 +25,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from tfx.errors import TfxError, UsageError
 
 log = logging.getLogger("tfx")
 _COMMIT_DIR = "snapshots"
@@ -148,3 +156,62 @@ def remove(copies: list[Converted]) -> int:
         freed += copy.size
         shutil.rmtree(copy.path)
     return freed
+
+
+# ---- what every converting backend package shares ------------------------------------------------------------
+
+FALLBACK_HINT = "Use --backend auto to fall back to transformers, or --backend transformers."
+
+
+class Unsupported(TfxError):
+    """A model or a setting a converting backend cannot run with transformers' result (--backend auto falls
+    back). Each backend raises its own subclass (ct2.Unsupported, onnx.Unsupported), so a caller catches one."""
+
+    def __init__(self, message: str, hint: str | None = FALLBACK_HINT):
+        super().__init__(message if message.endswith(".") else message + ".", hint)
+
+
+def require(module: str, backend: str, hint: str, error: type[Unsupported]) -> Any:
+    """The backend's optional library, or `error` in one line naming the install command."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise error(f"--backend {backend} needs the {module} package, which is not installed.", hint) from None
+
+
+def installed_version(distribution: str, backend: str, hint: str, error: type[Unsupported]) -> str:
+    """The installed version of the backend's library (recorded in each copy's meta)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        raise error(f"--backend {backend} needs the {distribution} package, which is not installed.", hint) from None
+
+
+def request_device(requested: str, backend: str, error: type[Unsupported], cuda_devices: Callable[[], int] | None = None) -> tuple[str, int]:
+    """(cpu | cuda, index) from --device, without torch. auto is CUDA where the backend sees a GPU;
+    cuda_devices None: a backend that runs on the CPU only."""
+    requested = (requested or "auto").strip().lower()
+    if requested == "cpu" or (requested == "auto" and cuda_devices is None):
+        return "cpu", 0
+    if cuda_devices is None or requested == "mps":
+        where = "the CPU here" if cuda_devices is None else "the CPU and CUDA GPUs"
+        raise error(f"the {backend} backend runs on {where}, not {requested}.", "Use --device cpu, or --backend transformers.")
+    if requested != "auto" and not requested.startswith("cuda"):
+        raise UsageError(f"unknown device '{requested}'.", "Use auto, cpu, cuda or cuda:N.")
+    count = cuda_devices()
+    if requested == "auto":
+        return ("cuda", 0) if count else ("cpu", 0)
+    index = int(requested.split(":")[1]) if ":" in requested else 0
+    if index < count:
+        return "cuda", index
+    raise TfxError(f"device {requested} is not available to the {backend} backend here ({count} CUDA devices).", "Use --device cpu or auto.")
+
+
+def threads() -> int:
+    """The cores this process was given (its CPU affinity), for the backend's intra-op threads."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except (AttributeError, OSError):
+        return max(os.cpu_count() or 1, 1)

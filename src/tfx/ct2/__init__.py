@@ -12,9 +12,8 @@ Importing this package imports nothing heavy; `require()` imports ctranslate2 wi
 
 from __future__ import annotations
 
-import os
-
-from tfx.errors import TfxError, UsageError
+from tfx import copies
+from tfx.errors import UsageError
 
 # model_type -> tasks the ct2 backend runs it for (measured token-identical on tfx's tiny models).
 MODEL_TYPES = {
@@ -29,29 +28,17 @@ COMPUTE_TYPES = ("auto", *CUDA_COMPUTE_TYPES)
 INSTALL_HINT = 'Install it with: pip install "tfx-cli[ct2]" (or pip install "ctranslate2>=4.8,<5").'
 
 
-class Unsupported(TfxError):
+class Unsupported(copies.Unsupported):
     """A model or a setting the ct2 backend cannot run with transformers' result (--backend auto falls back)."""
-
-    def __init__(self, message: str, hint: str | None = "Use --backend auto to fall back to transformers, or --backend transformers."):
-        super().__init__(message if message.endswith(".") else message + ".", hint)
 
 
 def require():
     """ctranslate2, or a one-line error naming the install command."""
-    try:
-        import ctranslate2
-    except ImportError:
-        raise Unsupported("--backend ct2 needs the ctranslate2 package, which is not installed.", INSTALL_HINT) from None
-    return ctranslate2
+    return copies.require("ctranslate2", "ct2", INSTALL_HINT, Unsupported)
 
 
 def version() -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version("ctranslate2")
-    except metadata.PackageNotFoundError:
-        raise Unsupported("--backend ct2 needs the ctranslate2 package, which is not installed.", INSTALL_HINT) from None
+    return copies.installed_version("ctranslate2", "ct2", INSTALL_HINT, Unsupported)
 
 
 def unsupported_model(model_type: str, task: str) -> str | None:
@@ -66,20 +53,7 @@ def unsupported_model(model_type: str, task: str) -> str | None:
 
 def pick_device(requested: str) -> tuple[str, int]:
     """(cpu | cuda, index) from --device, without torch: auto is CUDA when CTranslate2 sees a GPU."""
-    requested = (requested or "auto").strip().lower()
-    if requested == "mps":
-        raise Unsupported("CTranslate2 does not run on mps.", "Use --device cpu, or --backend transformers.")
-    if requested == "cpu":
-        return "cpu", 0
-    cuda = require().get_cuda_device_count()
-    if requested == "auto":
-        return ("cuda", 0) if cuda else ("cpu", 0)
-    if requested.startswith("cuda"):
-        index = int(requested.split(":")[1]) if ":" in requested else 0
-        if index < cuda:
-            return "cuda", index
-        raise TfxError(f"device {requested} is not available to CTranslate2 here ({cuda} CUDA devices).", "Use --device cpu or auto.")
-    raise UsageError(f"unknown device '{requested}'.", "Use auto, cpu, cuda or cuda:N.")
+    return copies.request_device(requested, "ct2", Unsupported, lambda: require().get_cuda_device_count())
 
 
 def pick_compute_type(requested: str, device: str) -> str:
@@ -98,7 +72,4 @@ def pick_compute_type(requested: str, device: str) -> str:
 def threads() -> int:
     """The cores this process was given (its CPU affinity), for intra_threads; inter_threads stays 1.
     Nothing here sets CT2_USE_MKL: CTranslate2 picks its own GEMM backend (forcing MKL on AMD CPUs is slow)."""
-    try:
-        return max(len(os.sched_getaffinity(0)), 1)
-    except (AttributeError, OSError):
-        return max(os.cpu_count() or 1, 1)
+    return copies.threads()

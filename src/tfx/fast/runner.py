@@ -59,9 +59,9 @@ class FastPath:
             mask[i, width - len(row) :] = 1
         streamer = None
         if on_text is not None and len(ids) == 1:
-            from tfx.fast.text import TextStreamer
+            from tfx.tokens import TextStream
 
-            streamer = TextStreamer(self.tokenizer, on_text)
+            streamer = TextStream(self.tokenizer, ids[0], on_text)
         out = self.decoder.generate(input_ids, mask, budget, self.eos_ids(), pad, streamer.put if streamer else None, self.stop_when)
         if streamer is not None:
             streamer.end()

@@ -20,6 +20,7 @@ markers and never reads a ref when given a commit)."""
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from tfx import registry
@@ -40,6 +41,24 @@ def read_ref(repo: Path, ref: str) -> str | None:
     text = read_small_file(repo / "refs" / ref, REF_LIMIT)
     commit = text.strip() if text else ""
     return commit if COMMIT.fullmatch(commit) else None
+
+
+def ref_problem(repo_id: str, ref: str) -> str | None:
+    """What is wrong with refs/<ref> when the file is there but read_ref cannot use it (a FIFO, a directory,
+    a device, a huge file, text that is no commit hash); None when it is absent or fine."""
+    path = repo_dir(repo_id) / "refs" / ref
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return "a broken link" if path.is_symlink() else None
+    for test, what in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return what
+    if read_ref(repo_dir(repo_id), ref) is not None:
+        return None
+    if os.stat(path).st_size > REF_LIMIT:
+        return f"a file of {os.stat(path).st_size} bytes, not a {REF_LIMIT}-byte ref"
+    return "a file that holds no commit hash"
 
 
 def write_ref(repo: Path, ref: str, commit: str) -> None:

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tfx import errors, registry
-from tfx.hub.cache import find_cached
+from tfx.hub.cache import find_cached, ref_problem, repo_dir
 from tfx.hub.download import download_model
-from tfx.hub.names import check_name, validate_revision
+from tfx.hub.names import COMMIT, check_name, validate_revision
 from tfx.hub.settings import is_offline, progress_wanted
 
 
@@ -40,6 +40,12 @@ def resolve(name: str, revision: str | None = None, download: bool = True, local
     found = find_cached(name, revision)
     if found is not None:
         return Resolved(name, found[0], found[1], info)
+    if revision and not COMMIT.fullmatch(revision):
+        for repo_id in info.cache_ids if info else (name,):
+            problem = ref_problem(repo_id, revision)
+            if problem is not None:  # not "not cached": the cache names the revision, unreadably
+                where = repo_dir(repo_id) / "refs" / revision
+                raise errors.TfxError(f"the cache's ref for {name} at {revision} is {problem}: {where}.", f"Remove it; `tfx pull {name} --revision {revision}` writes it again.")
     if is_offline():
         raise errors.NotCached(
             f"{name} is not in the local cache and offline mode is on.",

@@ -1,5 +1,5 @@
-"""The ONNX Runtime backend (`--backend onnx`) for the encoder tasks: classify (and zero-shot), ner, embed,
-rank (bi- and cross-encoder) and fill-mask. A model is exported once per task head into a converted copy
+"""The ONNX Runtime backend (`--backend onnx`) for the encoder tasks: classify (and zero-shot), ner, qa,
+embed, rank (bi- and cross-encoder) and fill-mask. A model is exported once per task head into a converted copy
 beside the hub cache ($HF_HOME/onnx/..., tfx.copies: lock, temporary folder, rename), then run by
 onnxruntime with tokenization through `tokenizers` and the post-processing in numpy, so a run whose copy
 exists never imports torch or transformers.
@@ -19,30 +19,22 @@ Importing this package imports nothing heavy; `require()` imports onnxruntime wi
 
 from __future__ import annotations
 
-import os
-
-from tfx.errors import TfxError, UsageError
+from tfx import copies
+from tfx.errors import UsageError
 
 # task -> the head exported for it (rank's cross-encoder variant: "cross-encoder").
-HEADS = {"classify": "classify", "ner": "ner", "embed": "embed", "rank": "embed", "fill-mask": "fill-mask"}
+HEADS = {"classify": "classify", "ner": "ner", "qa": "qa", "embed": "embed", "rank": "embed", "fill-mask": "fill-mask"}
 COMPUTE_TYPES = ("auto", "float32", "int8")  # int8: onnxruntime's dynamic quantization of the fp32 copy
 INSTALL_HINT = 'Install it with: pip install "tfx-cli[onnx]" (or pip install onnxruntime onnx).'
 
 
-class Unsupported(TfxError):
+class Unsupported(copies.Unsupported):
     """A model or a setting the onnx backend cannot run with transformers' result (--backend auto falls back)."""
-
-    def __init__(self, message: str, hint: str | None = "Use --backend auto to fall back to transformers, or --backend transformers."):
-        super().__init__(message if message.endswith(".") else message + ".", hint)
 
 
 def require():
     """onnxruntime, or a one-line error naming the install command."""
-    try:
-        import onnxruntime
-    except ImportError:
-        raise Unsupported("--backend onnx needs the onnxruntime package, which is not installed.", INSTALL_HINT) from None
-    return onnxruntime
+    return copies.require("onnxruntime", "onnx", INSTALL_HINT, Unsupported)
 
 
 def available() -> bool:
@@ -52,12 +44,7 @@ def available() -> bool:
 
 
 def version() -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version("onnxruntime")
-    except metadata.PackageNotFoundError:
-        raise Unsupported("--backend onnx needs the onnxruntime package, which is not installed.", INSTALL_HINT) from None
+    return copies.installed_version("onnxruntime", "onnx", INSTALL_HINT, Unsupported)
 
 
 def head_of(task: str, variant: str | None) -> str:
@@ -70,10 +57,7 @@ def head_of(task: str, variant: str | None) -> str:
 
 
 def pick_device(requested: str) -> str:
-    requested = (requested or "auto").strip().lower()
-    if requested in ("auto", "cpu"):
-        return "cpu"
-    raise Unsupported(f"the onnx backend runs on the CPU here, not {requested}.", "Use --device cpu, or --backend transformers.")
+    return copies.request_device(requested, "onnx", Unsupported)[0]  # the CPU execution provider only
 
 
 def pick_compute_type(requested: str) -> str:
@@ -86,7 +70,4 @@ def pick_compute_type(requested: str) -> str:
 
 def threads() -> int:
     """The cores this process was given (its CPU affinity), for onnxruntime's intra-op pool."""
-    try:
-        return max(len(os.sched_getaffinity(0)), 1)
-    except (AttributeError, OSError):
-        return max(os.cpu_count() or 1, 1)
+    return copies.threads()

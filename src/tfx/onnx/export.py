@@ -4,7 +4,9 @@ transformers or sentence-transformers; it runs once per copy, inside tfx.copies.
 torch.onnx.export with dynamo=False (the TorchScript exporter, still in torch 2.13, needs no onnxscript):
 transformers 5's encoders trace to a graph with dynamic batch and sequence axes. Before a copy is kept,
 `verify` runs it through onnxruntime and tfx's own tokenizer on probe texts (one past the model's limit
-among them) and compares with the library's result: transformers' logits, or SentenceTransformer.encode;
+among them; for qa also question/context pairs cut into strided windows, whose ids, offsets and sequence ids
+must be transformers' own) and compares with the library's result: transformers' logits (qa: start and end,
+stacked on a last axis of 2), or SentenceTransformer.encode;
 fp32 must agree within 1e-4 or the export is refused (Unsupported) and nothing is kept."""
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ PROBES = [
     "a",
     "Zebra café über ß 123 ?? and something longer to pad the batch out a little further",
 ]
-_AUTO = {"classify": "AutoModelForSequenceClassification", "ner": "AutoModelForTokenClassification", "fill-mask": "AutoModelForMaskedLM"}
+_AUTO = {"classify": "AutoModelForSequenceClassification", "ner": "AutoModelForTokenClassification", "fill-mask": "AutoModelForMaskedLM",
+         "qa": "AutoModelForQuestionAnswering"}  # fmt: skip
+PER_TOKEN = ("ner", "fill-mask", "qa")  # heads whose output has a sequence axis
 
 
 def export(source: Path, out: Path, head: str, quantization: str, trust_remote_code: bool = False) -> None:
@@ -45,9 +49,9 @@ def export(source: Path, out: Path, head: str, quantization: str, trust_remote_c
     facts["inputs"] = names
     facts["head"] = head
     (out / FACTS).write_text(json.dumps(facts, indent=1) + "\n", encoding="utf-8")
-    enc = tokenizer(PROBES[:2], padding=True, return_tensors="pt")
+    enc = tokenizer(PROBES[:2], PROBES[1:3] if head == "qa" else None, padding=True, return_tensors="pt")
     dynamic = {n: {0: "batch", 1: "sequence"} for n in names}
-    dynamic["output"] = {0: "batch", 1: "sequence"} if head in ("ner", "fill-mask") else {0: "batch"}
+    dynamic["output"] = {0: "batch", 1: "sequence"} if head in PER_TOKEN else {0: "batch"}
     fp32 = out / "model.onnx"
     torch.onnx.export(module, tuple(enc[n] for n in names), str(fp32), input_names=names, output_names=["output"],
                       dynamic_axes=dynamic, opset_version=OPSET, dynamo=False, do_constant_folding=True)  # fmt: skip
@@ -96,8 +100,17 @@ def _load(source: Path, head: str, trust_remote_code: bool):
     config = model.config
     facts = {"config": {"id2label": {int(k): v for k, v in config.id2label.items()}, "label2id": dict(config.label2id),
                         "problem_type": config.problem_type, "num_labels": config.num_labels}}  # fmt: skip
-    module = _Forward(lambda m, kw: m(**kw).logits, names)(model)
+    module = _Forward(_outputs(head), names)(model)
     return module, tokenizer, facts, names
+
+
+def _outputs(head: str):
+    """model, inputs -> the one tensor the graph outputs: the logits; qa: start and end on a last axis of 2."""
+    import torch
+
+    if head == "qa":
+        return lambda m, kw: torch.stack([(out := m(**kw)).start_logits, out.end_logits], dim=-1)
+    return lambda m, kw: m(**kw).logits
 
 
 def _load_sentence(source: Path, head: str, trust_remote_code: bool):
@@ -180,6 +193,9 @@ def _probe(runner: Runner, tok, head: str, source: Path, trust_remote_code: bool
 
     model = getattr(transformers, _AUTO[head]).from_pretrained(source, trust_remote_code=trust_remote_code).eval()
     ref_tok = transformers.AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+    positions = getattr(model.config, "max_position_embeddings", None)
+    limit = min(limit, positions) if isinstance(positions, int) and positions > 0 else limit
+    output = _outputs(head)
     ours, theirs = [], []
     for p in probes:  # one row at a time: no padding on either side
         enc = ref_tok(p, truncation=True, max_length=limit, return_tensors="pt")
@@ -187,9 +203,37 @@ def _probe(runner: Runner, tok, head: str, source: Path, trust_remote_code: bool
         if mine["input_ids"] != enc["input_ids"][0].tolist():
             raise backend.Unsupported("tfx's tokenizer for the onnx copy does not give transformers' ids for this model")
         with torch.inference_mode():
-            theirs.append(model(**enc).logits[0].float().numpy())
+            theirs.append(output(model, dict(enc))[0].float().numpy())
         ours.append(runner.forward(pad([mine], runner.inputs, tok))[0])
+    if head == "qa":
+        mine, theirs_qa = _qa_windows(runner, ref_tok, model, probes, limit)
+        ours, theirs = ours + mine, theirs + theirs_qa
     return ours, theirs
+
+
+def _qa_windows(runner: Runner, ref_tok, model, probes: list[str], limit: int):
+    """Question/context pairs cut into windows with a stride, as qa cuts them: tfx's tokenizer must give
+    transformers' windows (ids, offsets, sequence ids, which pair each came from); then each window's logits."""
+    import torch
+
+    window = min(limit, 384)
+    question_first = ref_tok.padding_side == "right"
+    questions = [PROBES[0], PROBES[1], "a"]
+    contexts = [probes[-1], PROBES[3], PROBES[1]]
+    first, second = (questions, contexts) if question_first else (contexts, questions)
+    args = dict(truncation="only_second" if question_first else "only_first", max_length=window, stride=window // 4,
+                return_overflowing_tokens=True, return_offsets_mapping=True, padding=True)  # fmt: skip
+    ref, mine = ref_tok(first, second, **args), runner.tokenizer(first, second, **args)
+    plain = lambda rows: [[tuple(x) if isinstance(x, (list, tuple)) else x for x in r] if isinstance(r, list) else r for r in rows]  # noqa: E731
+    for key in ("input_ids", "attention_mask", "offset_mapping", "overflow_to_sample_mapping", *runner.inputs):
+        if plain(ref[key]) != plain(mine[key]):
+            raise backend.Unsupported(f"tfx's tokenizer for the onnx copy does not give transformers' qa windows ({key}) for this model")
+    if any(ref.sequence_ids(i) != mine.sequence_ids(i) for i in range(len(ref["input_ids"]))):
+        raise backend.Unsupported("tfx's tokenizer for the onnx copy does not give transformers' sequence ids for this model")
+    with torch.inference_mode():
+        theirs = _outputs("qa")(model, {k: torch.tensor(ref[k]) for k in runner.inputs}).float().numpy()
+    ours = runner.forward({k: mine[k] for k in runner.inputs})
+    return list(ours), list(theirs)
 
 
 def np_reshape(values, rows: int):

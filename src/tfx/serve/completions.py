@@ -40,8 +40,7 @@ class Completion(Shape):
         """The choices of every prompt's outcome (a GenerateResult, or the empty Result of a blank prompt)."""
         choices = []
         for i, (prompt, outcome) in enumerate(zip(self.generation.prompts, outcomes)):
-            self.count(outcome.result, outcome.extra, i)
-            for text, reason, tokens in self.sequences(outcome.result, outcome.extra):
+            for text, reason, tokens in decoding.settle(self, outcome, i):
                 choices.append(self.choice(len(choices), self.echoed(prompt) + text, reason, tokens))
         return choices
 
@@ -87,8 +86,7 @@ class Completion(Shape):
                 return
             else:
                 reason, outcome = value
-                if outcome is not None:
-                    self.count(outcome.result, outcome.extra, 0)
+                decoding.settle(self, outcome)
                 yield self.event([self.choice(0, "", reason)])  # the logprobs went with the text
         if self.include_usage():
             yield self.usage_event()

@@ -19,6 +19,7 @@ from tfx.serve.work import Finish, Outcome, Stream
 from tfx.spec import GenerateSettings
 from tfx.tasks.base import context_length
 from tfx.tasks.generate import RNG
+from tfx.tokens import TextStream
 
 log = logging.getLogger("tfx")
 
@@ -178,8 +179,8 @@ class Job:
         self.peak = 1  # most requests in the manager while this one ran
         self.over = False
         self._rng: Any = None
-        self._sent = ""  # streamed text so far
-        self._at = (max(len(ids) - 6, 0), len(ids))  # incremental decoding: (prefix start, read start)
+        self._text = TextStream(task.tokenizer, ids) if self.stream is not None else None  # the streamed text
+        self._fed = 0  # generated tokens the stream has had
 
     def share_rng(self) -> None:
         """On a worker thread: wait while a seeded generation holds torch's generators alone."""
@@ -200,27 +201,24 @@ class Job:
         elif output.is_finished():
             self.succeed(list(output.generated_tokens))
 
-    def _piece(self, new: list[int]) -> None:
-        """Text that the new tokens complete (never half a character), sent down the stream."""
-        tok, full = self.task.tokenizer, self.ids + new
-        start, read = self._at
-        before = tok.decode(full[start:read], skip_special_tokens=True)
-        now = tok.decode(full[start:], skip_special_tokens=True)
-        if len(now) > len(before) and not now.endswith("\ufffd"):
-            self._sent += now[len(before) :]
-            self.stream.put("text", now[len(before) :])
-            self._at = (read, len(full))
+    def _piece(self, new: list[int], last: bool = False) -> None:
+        """Text that the new tokens complete (never half a character), sent down the stream; the last call
+        sends what the stream still holds too."""
+        pieces = [self._text.step(t) for t in new[self._fed :]]
+        self._fed = len(new)
+        if last:
+            pieces.append(self._text.finish())
+        text = "".join(p for p in pieces if p)
+        if text:
+            self.stream.put("text", text)
 
     def succeed(self, new: list[int]) -> None:
         output, count = private.decode(self.task, self.ids, new, self.prompt)
         result = GenerateResult(output=output, generated_tokens=count, truncated=self.dropped > 0, dropped_tokens=self.dropped)
         if self.cut:
             result.truncated, result.dropped_chars = True, self.cut
-        if self.stream is not None:  # what incremental decoding held back (a tokenizer that merges at the end)
-            tok = self.task.tokenizer
-            rest = tok.decode(self.ids + new, skip_special_tokens=True)[len(tok.decode(self.ids, skip_special_tokens=True)) :]
-            if rest.startswith(self._sent) and len(rest) > len(self._sent):
-                self.stream.put("text", rest[len(self._sent) :])
+        if self.stream is not None:
+            self._piece(new, last=True)
         extra = self.finish(self.task, self.text, result) if self.finish is not None else None
         outcome = Outcome(result, None, self.peak, extra)
         if self.engine is not None and hasattr(self.engine.slot.manager, "count_outcome"):

@@ -51,7 +51,17 @@ def format_params(fmt: dict[str, Any] | None, param: str) -> dict[str, Any]:
     return {"json_schema": json.dumps(body)}
 
 
-# --- a result's log probabilities in OpenAI's shapes ----------------------------------------------------
+# --- an outcome's tail, and its log probabilities in OpenAI's shapes -------------------------------------
+
+
+def settle(shape: Any, outcome: Any, index: int = 0) -> list[tuple[str, str, list | None]]:
+    """The tail every generation endpoint's answer shares (completions, chat, responses; whole or at the
+    end of a stream): count the outcome of prompt `index` into the shape's usage, then give its sequences
+    as (text cut at the first stop string, finish reason, logprob entries). None (a cancelled stream): []."""
+    if outcome is None:
+        return []
+    shape.count(outcome.result, outcome.extra, index)
+    return shape.sequences(outcome.result, outcome.extra)
 
 
 def tokens_of(result: Any, index: int, text: str) -> list | None:

@@ -2,7 +2,8 @@
 generation body (serve.generation): `input` as a string or a list of messages, `instructions` as the system
 message, `max_output_tokens`, `text.format` for JSON output; answered as a `response` object, or streamed
 as the typed events the openai SDK parses (response.created ... response.output_text.delta ...
-response.completed)."""
+response.completed), each delta with its tokens' logprobs when asked. A plain-string input without
+instructions to a model that has no chat template is a text prompt, continued as /v1/completions would."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any, ClassVar, Optional, Union
 
 from fastapi import FastAPI, Request
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from tfx.serve import decoding
 from tfx.serve.http import ApiError, answered, sse_error
@@ -24,6 +25,7 @@ from tfx.serve.models import Manager
 from tfx.serve.schemas import PosInt, SamplingRequest
 
 MAX_ITEMS = 1024  # input items in one request
+NO_TEMPLATE = "no_chat_template"  # the code of generation's 400 for messages to a model without a template
 
 
 class InputItem(BaseModel):
@@ -57,9 +59,20 @@ class ResponsesRequest(SamplingRequest):
     tool_choice: Any = None
     previous_response_id: Optional[str] = None
     metadata: Optional[dict[str, Any]] = None
+    _as_text: bool = PrivateAttr(False)  # a plain string for a model without a chat template
+
+    def plain_text(self) -> bool:
+        """A plain string and no instructions: text a template-less model can continue."""
+        return isinstance(self.input, str) and not self.instructions
+
+    def as_text(self) -> None:
+        self._as_text = True
 
     def messages_in(self) -> bool:
-        return True
+        return not self._as_text
+
+    def prompts(self) -> list[str]:
+        return [self.input] if isinstance(self.input, str) else []
 
     def requested_tokens(self) -> int | None:
         return self.max_output_tokens if self.max_output_tokens is not None else self.max_new_tokens
@@ -114,16 +127,15 @@ class Response(Shape):
         self.sequence = 0
 
     def usage(self) -> dict[str, Any]:
-        usage: dict[str, Any] = {
-            "input_tokens": self.prompt_tokens,
+        """The one usage (generation.Shape's) under the Responses API's names."""
+        usage = super().usage()
+        renamed: dict[str, Any] = {
+            "input_tokens": usage.pop("prompt_tokens"),
             "input_tokens_details": {"cached_tokens": 0},
-            "output_tokens": self.completion_tokens,
+            "output_tokens": usage.pop("completion_tokens"),
             "output_tokens_details": {"reasoning_tokens": 0},
-            "total_tokens": self.prompt_tokens + self.completion_tokens,
         }
-        if self.truncated:
-            usage["truncated"] = True
-        return usage
+        return {**renamed, **usage}  # total_tokens, and truncated where the prompt was cut
 
     def part(self, text: str, tokens: list | None = None) -> dict[str, Any]:
         return {"type": "output_text", "text": text, "annotations": [], "logprobs": decoding.chat_content(tokens) or []}
@@ -151,8 +163,7 @@ class Response(Shape):
 
     def answer(self, outcomes: list) -> dict[str, Any]:
         (outcome,) = outcomes
-        self.count(outcome.result, outcome.extra, 0)
-        ((text, reason, tokens),) = self.sequences(outcome.result, outcome.extra)
+        ((text, reason, tokens),) = decoding.settle(self, outcome)
         return self.finished(text, reason, tokens)
 
     def event(self, kind: str, **fields: Any) -> str:
@@ -161,8 +172,10 @@ class Response(Shape):
 
     def whole_events(self, outcomes: list) -> list[str]:
         body = self.answer(outcomes)
-        text = body["output"][0]["content"][0]["text"]
-        return [*self.opening(), *self.text_events([text]), *self.closing(text, body)]
+        part = body["output"][0]["content"][0]
+        opening = self.opening()  # numbered first
+        delta = [self.event("response.output_text.delta", output_index=0, item_id=self.item_id, content_index=0, delta=part["text"], logprobs=part["logprobs"])] if part["text"] else []
+        return [*opening, *delta, *self.closing(part["text"], body)]
 
     def opening(self) -> list[str]:
         where = {"output_index": 0, "item_id": self.item_id, "content_index": 0}
@@ -173,8 +186,13 @@ class Response(Shape):
             self.event("response.content_part.added", part=self.part(""), **where),
         ]
 
-    def text_events(self, deltas: list[str]) -> list[str]:
-        return [self.event("response.output_text.delta", output_index=0, item_id=self.item_id, content_index=0, delta=d, logprobs=[]) for d in deltas if d]
+    def text_events(self, deltas: list[tuple[str, list | None]]) -> list[str]:
+        """One output_text.delta per (text, logprob entries): the entries of the tokens that text holds
+        (a last piece may bring entries and no text: those the result holds beyond the streamed ones)."""
+        return [
+            self.event("response.output_text.delta", output_index=0, item_id=self.item_id, content_index=0, delta=d, logprobs=decoding.chat_content(tokens) or [])
+            for d, tokens in deltas if d or tokens
+        ]  # fmt: skip
 
     def closing(self, text: str, body: dict[str, Any]) -> list[str]:
         where = {"output_index": 0, "item_id": self.item_id, "content_index": 0}
@@ -194,24 +212,44 @@ class Response(Shape):
         async for kind, *value in pieces(self.generation, stream, wait=True):  # response.completed carries usage
             if kind == "text":
                 text.append(value[0])
-                for event in self.text_events(value):
+                for event in self.text_events([(value[0], getattr(value[0], "logprobs", None))]):
                     yield event
             elif kind == "error":
                 yield sse_error(value[0])
                 return
             else:
                 reason, outcome = value
-                tokens = None
-                if outcome is not None:
-                    self.count(outcome.result, outcome.extra, 0)
-                    tokens = self.sequences(outcome.result, outcome.extra)[0][2]
+                settled = decoding.settle(self, outcome)
+                tokens = settled[0][2] if settled else None
                 whole = "".join(text)
                 for event in self.closing(whole, self.finished(whole, reason, tokens)):
                     yield event
 
 
+class ResponsesHandler(Handler):
+    """The one generation body (sharing the app's handler's tokenizers), with the Responses API's one
+    choice of its own: a plain-string input without instructions to a model that has no chat template is
+    a text prompt; messages or instructions to such a model stay a 400 that names the fix."""
+
+    def __init__(self, shared: Handler):
+        super().__init__(shared.settings, shared.manager)
+        self.tokenizers = shared.tokenizers
+
+    async def prepare(self, body: ResponsesRequest):  # type: ignore[override]
+        try:
+            return await super().prepare(body)
+        except ApiError as err:
+            if err.code != NO_TEMPLATE or not body.messages_in():
+                raise
+            if not body.plain_text():
+                what = "instructions" if body.instructions else "a list of messages"
+                raise ApiError(400, f"{body.model} has no chat template (its tokenizer sets no chat_template), so it takes no {what}: send input as a plain string without instructions to have it continued as text, or use a chat model", NO_TEMPLATE, "input") from None
+        body.as_text()
+        return await super().prepare(body)
+
+
 def register(app: FastAPI, settings: ServerSettings, manager: Manager, handler: Handler | None = None) -> None:
-    handler = handler or Handler(settings, manager)
+    handler = ResponsesHandler(handler or Handler(settings, manager))
 
     @app.post("/v1/responses")
     @answered

@@ -67,7 +67,7 @@ def load_model(prepared: Any, backend: str, device: str, dtype: Any, trust_remot
     return loading.load(prepared, device, dtype, trust_remote_code, verbose, fast=fast)
 
 
-ONNX_TASKS = ("classify", "ner", "embed", "rank", "fill-mask")  # the encoder tasks tfx.tasks.onnx runs
+ONNX_TASKS = ("classify", "ner", "qa", "embed", "rank", "fill-mask")  # the encoder tasks tfx.tasks.onnx runs
 
 
 def open_backend(spec: RunSpec, prepared: Any, device: str | None = None):

@@ -70,9 +70,9 @@ class Ct2Generate(Generate):
                     ids[i], cut[i] = row[-limit:], len(row) - limit
         streamer = None
         if on_text is not None and len(texts) == 1:
-            from tfx.fast.text import TextStreamer
+            from tfx.tokens import TextStream
 
-            streamer = TextStreamer(self.tokenizer, on_text)
+            streamer = TextStream(self.tokenizer, ids[0], on_text)
         out = self.loaded.model.runner.generate(ids, self.plan, streamer.put if streamer else None)
         if streamer is not None:
             streamer.end()

@@ -63,24 +63,21 @@ class TokenCount:
                 raise too_long("model's input", self.limit + extra, self.limit)
 
 
-class Embed(Task):
+class EmbedInputs(Task):
+    """What embed does around the model, on every backend (this one and tfx.tasks.onnx_sentence): the
+    --dimensions check, the records' check and cost, the results with their truncation; a subclass loads the
+    model, calls `_take` and computes `vectors(texts)` (float32 rows, cut and normalised as asked)."""
+
     name = "embed"
     batch_sizes = (32, 128)
     window_batches = 32  # records sorted by length together (pipeline.window_batches): less padding
 
-    def __init__(self, loaded, settings: EmbedSettings):
-        super().__init__(loaded, settings)
-        model = loaded.model
-        plain_model_note(loaded)
-        own = has_normalize(model)
-        self.normalize = own if settings.normalize is None else settings.normalize
-        self.model = without_normalize(model) if own and not self.normalize else model
+    def _take(self, loaded, settings: EmbedSettings, tokenizer, limit: int | None, size: int | None) -> None:
         self.dimensions = settings.dimensions
-        size = model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension") else model.get_sentence_embedding_dimension()
         if self.dimensions is not None and size is not None and self.dimensions > size:
             raise UsageError(f"--dimensions {self.dimensions} is more than {loaded.name}'s {size}.", f"Use at most --dimensions {size}.")
-        self.limit = model.max_seq_length or input_limit(loaded)
-        self.tokens = TokenCount(model.tokenizer, self.limit, not settings.no_truncate)
+        self.limit = limit or input_limit(loaded)
+        self.tokens = TokenCount(tokenizer, self.limit, not settings.no_truncate)
 
     def check(self, text: str) -> None:
         if not isinstance(text, str):
@@ -90,13 +87,35 @@ class Embed(Task):
     def cost(self, text: str) -> int:
         return self.tokens.count(text)
 
+    def vectors(self, texts: list[str]):
+        raise NotImplementedError
+
     def run(self, texts: list[str]) -> list[EmbedResult]:
+        results = []
+        for text, row in zip(texts, self.vectors(texts)):
+            cut = self.tokens.over(text)
+            results.append(EmbedResult("", cut > 0, embedding=row, dropped_tokens=cut))
+        return results
+
+
+def dimension(model) -> int | None:
+    """A SentenceTransformer's embedding size (the method's name changed in sentence-transformers 5)."""
+    return model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension") else model.get_sentence_embedding_dimension()
+
+
+class Embed(EmbedInputs):
+    def __init__(self, loaded, settings: EmbedSettings):
+        super().__init__(loaded, settings)
+        model = loaded.model
+        plain_model_note(loaded)
+        own = has_normalize(model)
+        self.normalize = own if settings.normalize is None else settings.normalize
+        self.model = without_normalize(model) if own and not self.normalize else model
+        self._take(loaded, settings, model.tokenizer, model.max_seq_length, dimension(model))
+
+    def vectors(self, texts: list[str]):
         vectors = self.model.encode(
             texts, batch_size=len(texts), show_progress_bar=False, convert_to_tensor=True,
             normalize_embeddings=self.normalize, truncate_dim=self.dimensions,
         )  # fmt: skip
-        results = []
-        for text, row in zip(texts, vectors.float().cpu().numpy()):
-            cut = self.tokens.over(text)
-            results.append(EmbedResult("", cut > 0, embedding=row, dropped_tokens=cut))
-        return results
+        return vectors.float().cpu().numpy()

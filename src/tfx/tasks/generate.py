@@ -115,7 +115,7 @@ class Generate(Task):
         if recorder is not None:
             kwargs["streamer"] = recorder
         elif streaming:
-            kwargs["streamer"] = _callback_streamer(self.tokenizer, on_text)
+            kwargs["streamer"] = _TokenStreamer(self.tokenizer, on_text, self.seq2seq)
         if self.settings.constrained():
             kwargs["logits_processor"] = [self._constraint().mask()]
         if "stop_strings" in kwargs:
@@ -137,7 +137,8 @@ class Generate(Task):
             self.pieces = logprobs.TokenPieces(self.tokenizer)
         recorder = logprobs.Recorder(self.settings.logprobs)
         if on_text is not None:
-            recorder.on_step = _ChunkStream(self, recorder, on_text).step
+            chunks = _ChunkStream(self, recorder, on_text)
+            recorder.on_step, recorder.on_end = chunks.step, chunks.end
         return recorder
 
     def _constraint(self):
@@ -305,36 +306,55 @@ class Seeded:
 
 
 class _ChunkStream:
-    """A streamed generation with --logprobs: after each step, the new text (decoded as the result's is) in one
-    TextChunk with the entries of the tokens it holds; a token that ends inside a character waits for the
-    rest of it."""
+    """A streamed generation with --logprobs: after each step, the text that token completes (tfx.tokens'
+    stream, decoded as the result's is) in one TextChunk with the entries of the tokens it holds; a token
+    that ends inside a character waits for the rest of it; the recorder's end sends what is left."""
 
     def __init__(self, task: Generate, recorder, on_text: Callable):
         self.task, self.recorder, self.on_text = task, recorder, on_text
         self.special = set(task.tokenizer.all_special_ids)
-        self.ids: list[int] = []
+        self.text: Any = None  # the TextStream, made at the first step (once the recorder has the prompt)
         self.held: list[dict[str, Any]] = []
-        self.sent = 0
 
     def step(self, t: int) -> None:
         token = self.recorder.steps[t][0][0]
         if token in self.special:
             return
-        self.ids.append(token)
+        if self.text is None:
+            from tfx.tokens import TextStream
+
+            self.text = TextStream(self.task.tokenizer, [] if self.task.seq2seq else self.recorder.prompt or [])
         self.held.append(self.recorder.entry(t, 0, self.task.pieces))
-        prompt = [] if self.task.seq2seq else self.recorder.prompt or []
-        text = self.task._new_text(prompt, self.ids)
-        if not text[self.sent :] or text.endswith("\ufffd"):
+        self._send(self.text.step(token))
+
+    def end(self) -> None:
+        if self.text is not None:
+            self._send(self.text.finish())
+
+    def _send(self, piece: str | None) -> None:
+        if piece:
+            held, self.held = self.held, []
+            self.on_text(TextChunk(piece, held))
+
+
+class _TokenStreamer:
+    """model.generate's streamer (put/end): the first put is the prompt (decoder-only; an encoder-decoder's
+    decoder start ids are not text), then each step's token, decoded by tfx.tokens' stream."""
+
+    def __init__(self, tokenizer, on_text: Callable[[str], None], seq2seq: bool):
+        self.tokenizer, self.on_text, self.seq2seq = tokenizer, on_text, seq2seq
+        self.text: Any = None
+
+    def put(self, value) -> None:
+        ids = value.reshape(-1).tolist()
+        if self.text is None:
+            from tfx.tokens import TextStream
+
+            self.text = TextStream(self.tokenizer, [] if self.seq2seq else ids, self.on_text)
             return
-        piece, self.sent, held, self.held = text[self.sent :], len(text), self.held, []
-        self.on_text(TextChunk(piece, held))
+        for token in ids:
+            self.text.put(token)
 
-
-def _callback_streamer(tokenizer, on_text):
-    from transformers import TextStreamer
-
-    class CallbackStreamer(TextStreamer):
-        def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
-            on_text(text)
-
-    return CallbackStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    def end(self) -> None:
+        if self.text is not None:
+            self.text.end()

@@ -21,11 +21,12 @@ from transformers.generation.streamers import BaseStreamer
 class Recorder(BaseStreamer):
     """Pass as model.generate's streamer inside `with recorder.attached(model):`. steps[t] = (chosen ids,
     their logprobs, top logprobs, top ids), one value per row of the batch. `on_step(step)` (streaming) is
-    called after each step."""
+    called after each step, `on_end()` when generation ends."""
 
-    def __init__(self, top: int, on_step: Callable[[int], None] | None = None):
+    def __init__(self, top: int, on_step: Callable[[int], None] | None = None, on_end: Callable[[], None] | None = None):
         self.top = top
         self.on_step = on_step
+        self.on_end = on_end  # called once generation ends (streaming: what the last tokens still hold)
         self.steps: list[tuple[list[int], list[float], list[list[float]], list[list[int]]]] = []
         self.prompt: list[int] | None = None  # the first put: the prompt (decoder-only) or the decoder's start ids
         self._pending: collections.deque = collections.deque()
@@ -73,6 +74,8 @@ class Recorder(BaseStreamer):
 
     def end(self) -> None:
         self._pending.clear()
+        if self.on_end is not None:
+            self.on_end()
 
     def row(self, row: int, new_ids: list[int], keep: Callable[[int], bool], pieces: TokenPieces) -> list[dict[str, Any]]:
         """The entries of one returned sequence: new_ids are its generated ids; keep(id) says which tokens are

@@ -1,7 +1,7 @@
 """The encoder tasks on the ONNX Runtime backend (`--backend onnx`, or `auto`): the transformers tasks' own
 preparation (Encoded's exact-length groups, truncation, the zero-shot hypotheses, ner's aggregation, fill-mask's
-windows) with onnxruntime computing and numpy doing what torch did after it (softmax, sigmoid, top-k), so a run
-on a converted copy imports neither torch nor transformers. `open_onnx` is open_task's branch for them; with
+windows, qa's strided windows and span search) with onnxruntime computing and numpy doing what torch did after
+it (softmax, sigmoid, top-k), so a run on a converted copy imports neither torch nor transformers. `open_onnx` is open_task's branch for them; with
 backend "auto" a model the backend cannot run is noted on stderr and left to transformers (it returns None)."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from tfx.tasks.base import log
 from tfx.tasks.classify import Classify, Encoded
 from tfx.tasks.fill_mask import FillMask
 from tfx.tasks.ner import Ner
+from tfx.tasks.qa import Qa
 
 
 def _inputs(batch: Encoded, group: list[int], tokenizer) -> dict[str, Any]:
@@ -84,10 +85,21 @@ class OnnxFillMask(FillMask):
         return self._results(texts, counts, cut, scores, indices)
 
 
+class OnnxQa(Qa):
+    def _logits(self, enc):
+        """The exported head's (start, end) logits, stacked as the graph's last axis, window_batch windows a run."""
+        import numpy as np
+
+        out = [self.model.forward({k: enc[k][at : at + self.window_batch] for k in self.model.inputs})
+               for at in range(0, len(enc["input_ids"]), self.window_batch)]  # fmt: skip
+        both = np.concatenate(out).astype(np.float32)
+        return both[..., 0], both[..., 1]
+
+
 def onnx_tasks() -> dict[str, type]:
     from tfx.tasks.onnx_sentence import OnnxEmbed, OnnxRank
 
-    return {"classify": OnnxClassify, "ner": OnnxNer, "fill-mask": OnnxFillMask, "embed": OnnxEmbed, "rank": OnnxRank}
+    return {"classify": OnnxClassify, "ner": OnnxNer, "qa": OnnxQa, "fill-mask": OnnxFillMask, "embed": OnnxEmbed, "rank": OnnxRank}
 
 
 def converted_path(prepared: loading.Prepared, head: str, quantization: str, trust_remote_code: bool = False):

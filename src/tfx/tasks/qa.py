@@ -66,16 +66,26 @@ class Qa(Task):
         return len(question) + len(context)
 
     def run(self, values: list) -> list[QaResult]:
-        import numpy as np
-        import torch
-
         pairs = [self._pair(v) for v in values]
+        enc = self._windows(pairs)
+        start_logits, end_logits = self._logits(enc)
+        return self._answers(enc, [c for _, c in pairs], start_logits, end_logits)
+
+    def _windows(self, pairs: list[tuple[str, str]]):
+        """The (question, context) pairs cut into the model's windows, with offsets (every window of every pair)."""
         questions, contexts = [q.lstrip() for q, _ in pairs], [c for _, c in pairs]
         first, second = (questions, contexts) if self.question_first else (contexts, questions)
-        enc = self.tokenizer(
+        return self.tokenizer(
             first, second, truncation="only_second" if self.question_first else "only_first", max_length=self.window,
             stride=self.stride, return_overflowing_tokens=True, return_offsets_mapping=True, padding=True,
         )  # fmt: skip
+
+    def _logits(self, enc):
+        """(start, end) logits of every window as float32 numpy arrays [windows, tokens]: the only part that
+        runs the model (the onnx task overrides it; the rest of qa is numpy)."""
+        import numpy as np
+        import torch
+
         inputs = {k: enc[k] for k in self.tokenizer.model_input_names if k in enc}
         starts, ends = [], []
         for at in range(0, len(enc["input_ids"]), self.window_batch):
@@ -84,9 +94,14 @@ class Qa(Task):
                 out = self.model(**batch)
             starts.append(out.start_logits.float().cpu().numpy())
             ends.append(out.end_logits.float().cpu().numpy())
-        start_logits, end_logits = np.concatenate(starts), np.concatenate(ends)
-        found: list[list[dict[str, Any]]] = [[] for _ in pairs]
-        null: list[float] = [1.0] * len(pairs)
+        return np.concatenate(starts), np.concatenate(ends)
+
+    def _answers(self, enc, contexts: list[str], start_logits, end_logits) -> list[QaResult]:
+        """Each record's best spans across its windows, mapped back to characters of its context."""
+        import numpy as np
+
+        found: list[list[dict[str, Any]]] = [[] for _ in contexts]
+        null: list[float] = [1.0] * len(contexts)
         side = 1 if self.question_first else 0
         for i, record in enumerate(enc["overflow_to_sample_mapping"]):
             wanted = np.array([s == side for s in enc.sequence_ids(i)]) & (np.array(enc["attention_mask"][i]) == 1)

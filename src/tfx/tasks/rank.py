@@ -14,27 +14,23 @@ from tfx.tasks.base import Task, input_limit
 from tfx.tasks.embed import TokenCount, plain_model_note
 
 
-class Rank(Task):
+class RankInputs(Task):
+    """What rank does around the model, on every backend (this one and tfx.tasks.onnx_sentence): the query,
+    the cross-encoder's one-score check, each record's inputs, check and cost, the results with their
+    truncation; a subclass loads the model, calls `_take` and computes `scores(texts)`."""
+
     name = "rank"
     batch_sizes = (32, 128)
 
-    def __init__(self, loaded, settings: RankSettings):
-        super().__init__(loaded, settings)
-        self.model = loaded.model
+    def _take(self, loaded, settings: RankSettings, tokenizer, limit: int | None, num_labels: int = 1) -> None:
         self.query = settings.query
         self.cross = settings.cross_encoder
-        truncate = not settings.no_truncate
-        if self.cross:
-            if getattr(self.model, "num_labels", 1) != 1:
-                raise UsageError(f"{loaded.name} gives {self.model.num_labels} scores per pair; rank needs a cross-encoder with one.", f"Use e.g. {CROSS_ENCODER_MODEL}.")
-            self.limit = self.model.max_seq_length or input_limit(loaded)
-            self.tokens = TokenCount(self.model.tokenizer, self.limit, truncate)
-            self.query_vector = None
-        else:
+        if self.cross and num_labels != 1:
+            raise UsageError(f"{loaded.name} gives {num_labels} scores per pair; rank needs a cross-encoder with one.", f"Use e.g. {CROSS_ENCODER_MODEL}.")
+        if not self.cross:
             plain_model_note(loaded)
-            self.limit = self.model.max_seq_length or input_limit(loaded)
-            self.tokens = TokenCount(self.model.tokenizer, self.limit, truncate)
-            self.query_vector = self.model.encode_query([self.query], show_progress_bar=False, convert_to_tensor=True)
+        self.limit = limit or input_limit(loaded)
+        self.tokens = TokenCount(tokenizer, self.limit, not settings.no_truncate)
 
     def inputs_of(self, text: str) -> tuple[str, ...]:
         return (self.query, text) if self.cross else (text,)
@@ -47,17 +43,31 @@ class Rank(Task):
             raise RecordError("rank takes one text per record")
         self.tokens.check(*self.inputs_of(text))
 
-    def run(self, texts: list[str]) -> list[RankResult]:
-        if self.cross:
-            scores = self.model.predict([(self.query, t) for t in texts], batch_size=len(texts), show_progress_bar=False, convert_to_tensor=True)
-            scores = scores.float().view(len(texts), -1)[:, 0].cpu().tolist()
-        else:
-            from sentence_transformers.util import cos_sim
+    def scores(self, texts: list[str]) -> list[float]:
+        raise NotImplementedError
 
-            docs = self.model.encode_document(texts, batch_size=len(texts), show_progress_bar=False, convert_to_tensor=True)
-            scores = cos_sim(self.query_vector, docs)[0].float().cpu().tolist()
+    def run(self, texts: list[str]) -> list[RankResult]:
         results = []
-        for text, score in zip(texts, scores):
+        for text, score in zip(texts, self.scores(texts)):
             cut = self.tokens.over(*self.inputs_of(text))
             results.append(RankResult(text, cut > 0, score=score, dropped_tokens=cut))
         return results
+
+
+class Rank(RankInputs):
+    def __init__(self, loaded, settings: RankSettings):
+        super().__init__(loaded, settings)
+        self.model = loaded.model
+        self._take(loaded, settings, self.model.tokenizer, self.model.max_seq_length, getattr(self.model, "num_labels", 1) if settings.cross_encoder else 1)
+        self.query_vector = None
+        if not self.cross:
+            self.query_vector = self.model.encode_query([self.query], show_progress_bar=False, convert_to_tensor=True)
+
+    def scores(self, texts: list[str]) -> list[float]:
+        if self.cross:
+            scores = self.model.predict([(self.query, t) for t in texts], batch_size=len(texts), show_progress_bar=False, convert_to_tensor=True)
+            return scores.float().view(len(texts), -1)[:, 0].cpu().tolist()
+        from sentence_transformers.util import cos_sim
+
+        docs = self.model.encode_document(texts, batch_size=len(texts), show_progress_bar=False, convert_to_tensor=True)
+        return cos_sim(self.query_vector, docs)[0].float().cpu().tolist()
