@@ -6,22 +6,25 @@ differ (choices carry a message, or streamed, a delta)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any, ClassVar, Optional, Union
 
 from fastapi import FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from tfx.serve import decoding
-from tfx.serve.http import ApiError, answered
+from tfx.serve import decoding, tools
+from tfx.serve.events import SSE_DONE
+from tfx.serve.http import ApiError, answered, sse_error
 from tfx.serve.completions import Completion
 from tfx.serve.config import Settings as ServerSettings
-from tfx.serve.generation import Handler
+from tfx.serve.generation import Handler, pieces
 from tfx.serve.models import Manager
 from tfx.serve.schemas import PosInt, SamplingRequest
 from tfx.tasks import chat
 
 MAX_MESSAGES = 1024  # messages in one conversation
 MAX_PARTS = 64  # content parts in one message
+MAX_CALLS = 64  # tool calls in one assistant message of the history
 # OpenAI's roles as the chat templates know them: `developer` (what the openai SDK sends for o-series-style
 # prompts) is the system message by another name.
 ROLE_AS = {"developer": "system"}
@@ -46,23 +49,63 @@ def part_text(content: Union[str, list[ContentPart]], where: str, param: str) ->
     return "\n".join(part.text for part in content)
 
 
-def checked_role(role: str, where: str, param: str) -> str:
+def checked_role(role: str, where: str, param: str, roles: tuple[str, ...] = chat.ROLES) -> str:
     role = ROLE_AS.get(role, role)
-    if role not in chat.ROLES:
-        raise ApiError(400, f"{where} is {role[:40]!r}: tfx serve takes {', '.join(chat.ROLES)} (and developer, as system)", "invalid_role", param)
+    if role not in roles:
+        raise ApiError(400, f"{where} is {role[:40]!r}: tfx serve takes {', '.join(roles)} (and developer, as system)", "invalid_role", param)
     return role
 
 
-def not_all_empty(messages: list[dict[str, str]], param: str) -> list[dict[str, str]]:
-    if not any(m["content"].strip() for m in messages):
+def not_all_empty(messages: list[dict[str, Any]], param: str) -> list[dict[str, Any]]:
+    if not any((m.get("content") or "").strip() or m.get("tool_calls") for m in messages):
         raise ApiError(400, f"{param}: every message is empty", "invalid_messages", param)
     return messages
+
+
+class CalledFunction(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+    name: str = Field(max_length=64)
+    arguments: str
+
+
+class ToolCall(BaseModel):
+    """A call the assistant made, as it comes back in the history."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+    id: Optional[str] = Field(default=None, max_length=256)
+    type: str = "function"
+    function: CalledFunction
 
 
 class Message(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore")  # `name` and the like are ignored, as by OpenAI's templates
     role: str
-    content: Union[str, list[ContentPart]]
+    content: Union[str, list[ContentPart], None] = None
+    tool_calls: Optional[list[ToolCall]] = Field(default=None, max_length=MAX_CALLS)
+    tool_call_id: Optional[str] = Field(default=None, max_length=256)
+
+    def rendered(self, i: int) -> dict[str, Any]:
+        """The message as the chat template takes it: an assistant's calls with their arguments as objects
+        (what Hermes/Qwen-style templates write), a tool's result with its call's id."""
+        where = f"messages.{i}"
+        role = checked_role(self.role, f"{where}.role", "messages", chat.ROLES + ("tool",))
+        if self.content is None and not (role == "assistant" and self.tool_calls):
+            raise ApiError(400, f"{where}.content is missing (only an assistant message with tool_calls may leave it out)", "invalid_messages", "messages")
+        content = None if self.content is None else part_text(self.content, f"{where}.content", "messages")
+        message: dict[str, Any] = {"role": role, "content": content}
+        if self.tool_calls and role == "assistant":
+            message["tool_calls"] = [self.call(c, f"{where}.tool_calls.{j}") for j, c in enumerate(self.tool_calls)]
+        if role == "tool" and self.tool_call_id is not None:
+            message["tool_call_id"] = self.tool_call_id
+        return message
+
+    @staticmethod
+    def call(call: ToolCall, where: str) -> dict[str, Any]:
+        try:
+            arguments = json.loads(call.function.arguments) if call.function.arguments.strip() else {}
+        except ValueError:
+            raise ApiError(400, f"{where}.function.arguments is not JSON", "invalid_messages", "messages") from None
+        return {"id": call.id, "type": "function", "function": {"name": call.function.name, "arguments": arguments}}
 
 
 class ChatRequest(SamplingRequest):
@@ -90,11 +133,11 @@ class ChatRequest(SamplingRequest):
         return "max_completion_tokens" if self.max_completion_tokens is not None else "max_tokens"
 
     def unsupported(self) -> str | None:
-        for name in ("tools", "functions"):
-            if getattr(self, name):
-                return name
-        if self.tool_choice not in (None, "none") or self.function_call not in (None, "none"):
-            return "tool_choice" if self.tool_choice not in (None, "none") else "function_call"
+        if self.functions:  # the deprecated form of tools
+            return "functions"
+        if self.function_call not in (None, "none"):
+            return "function_call"
+        self.tool_request()
         if self.top_logprobs is not None and not self.logprobs:
             raise ApiError(400, "top_logprobs needs logprobs: true", "invalid_parameter", "top_logprobs")
         return super().unsupported()
@@ -109,13 +152,14 @@ class ChatRequest(SamplingRequest):
     def format_wanted(self) -> dict[str, Any] | None:
         return self.response_format
 
-    def conversation(self) -> list[dict[str, str]]:
-        """The messages as the chat template takes them, checked: known roles, text content, not all empty."""
-        messages = []
-        for i, message in enumerate(self.messages):
-            role = checked_role(message.role, f"messages.{i}.role", "messages")
-            messages.append({"role": role, "content": part_text(message.content, f"messages.{i}.content", "messages")})
-        return not_all_empty(messages, "messages")
+    def tool_request(self) -> tools.ToolRequest | None:
+        """The checked tools and tool_choice (a 400 for anything malformed), or None without tools."""
+        return tools.checked(self.tools, self.tool_choice)
+
+    def conversation(self) -> list[dict[str, Any]]:
+        """The messages as the chat template takes them, checked: known roles (and tool results), text
+        content, an assistant's tool calls, not all empty."""
+        return not_all_empty([message.rendered(i) for i, message in enumerate(self.messages)], "messages")
 
 
 class ChatCompletion(Completion):
@@ -130,6 +174,15 @@ class ChatCompletion(Completion):
 
     def choice(self, index: int, text: str, finish_reason: str | None, tokens: list | None = None) -> dict[str, Any]:
         lp = {"content": decoding.chat_content(tokens)} if tokens is not None else None
+        reader = self.generation.tools
+        if reader is not None and finish_reason is not None:  # a whole reply: read for tool calls
+            content, calls = reader.whole(text)
+            if calls:
+                reason = "tool_calls" if finish_reason == "stop" or reader.kind == "forced" else finish_reason
+                if self.body.stream:
+                    delta = {**({"content": content} if content else {}), "tool_calls": [{"index": k, **c} for k, c in enumerate(calls)]}
+                    return {"index": index, "delta": delta, "logprobs": lp, "finish_reason": reason}
+                return {"index": index, "message": {"role": "assistant", "content": content, "tool_calls": calls}, "logprobs": lp, "finish_reason": reason}
         if self.body.stream:
             return {"index": index, "delta": {"content": text} if text else {}, "logprobs": lp, "finish_reason": finish_reason}
         return {"index": index, "message": {"role": "assistant", "content": text}, "logprobs": lp, "finish_reason": finish_reason}
@@ -147,6 +200,40 @@ class ChatCompletion(Completion):
 
     def opening(self) -> list[str]:
         return [self.role_event()]
+
+    async def events(self, stream):
+        """One streamed reply; with tools, read as it comes: content deltas, then each tool call as OpenAI
+        streams it (index, id, type and name first, then its arguments), finish_reason tool_calls."""
+        if self.generation.tools is None:
+            async for event in super().events(stream):
+                yield event
+            return
+        reading = self.generation.tools.stream()
+        yield self.role_event()
+        wait = self.include_usage() or self.body.logprobs_wanted() is not None
+        held: list | None = None  # the log-probability entries not yet sent (they go with the next chunk)
+        async for kind, *value in pieces(self.generation, stream, wait):
+            if kind == "error":
+                yield sse_error(value[0])
+                return
+            if kind == "text":
+                entries = getattr(value[0], "logprobs", None)
+                held = held if entries is None else (held or []) + entries
+                deltas = reading.feed(str(value[0]))
+            else:
+                reason, outcome = value
+                decoding.settle(self, outcome)
+                deltas = reading.finish()
+            for what, delta in deltas:
+                lp, held = ({"content": decoding.chat_content(held)} if held is not None else None), None
+                yield self.event([{"index": 0, "delta": {"content": delta} if what == "content" else {"tool_calls": delta}, "logprobs": lp, "finish_reason": None}])
+            if kind == "done":
+                reason = "tool_calls" if reading.calls and (reason == "stop" or self.generation.tools.kind == "forced") else reason
+                lp = {"content": decoding.chat_content(held)} if held is not None else None
+                yield self.event([{"index": 0, "delta": {}, "logprobs": lp, "finish_reason": reason}])
+        if self.include_usage():
+            yield self.usage_event()
+        yield SSE_DONE
 
 
 def register(app: FastAPI, settings: ServerSettings, manager: Manager, handler: Handler | None = None) -> None:

@@ -8,11 +8,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from tfx.errors import UsageError
 from tfx.results import logprobs_within
 from tfx.serve.http import ApiError
 from tfx.settings import schema_field
 from tfx.settings.tasks import MAX_TOP_LOGPROBS
 from tfx.spec import GenerateSettings
+from tfx.tasks import constrain
 
 
 
@@ -48,7 +50,20 @@ def format_params(fmt: dict[str, Any] | None, param: str) -> dict[str, Any]:
     body = spec.get("schema") if isinstance(spec, dict) else None
     if not isinstance(body, dict):
         raise ApiError(400, f"{param}: json_schema needs a schema (a JSON Schema object)", "invalid_parameter", param)
-    return {"json_schema": json.dumps(body)}
+    schema = json.dumps(body)
+    problem = schema_problem(schema)
+    if problem:
+        raise ApiError(400, f"{param}: the json_schema is a schema tfx cannot follow: {problem}; use the JSON Schema subset of OpenAI's structured outputs", "invalid_parameter", param)
+    return {"json_schema": schema}
+
+
+def schema_problem(schema: str) -> str | None:
+    """Why the grammar library cannot follow the schema, found before anything loads (None: it can, or
+    xgrammar is not installed, which the generate task reports itself)."""
+    try:
+        return constrain.schema_problem(schema)
+    except UsageError:
+        return None
 
 
 # --- an outcome's tail, and its log probabilities in OpenAI's shapes -------------------------------------

@@ -8,6 +8,7 @@ own fields, never a CLI flag), then the batcher's run or stream. Each endpoint o
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -19,7 +20,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from tfx import loading, registry
 from tfx.results import GenerateResult, Result
-from tfx.serve import decoding, limits
+from tfx.serve import decoding, limits, tools
 from tfx.serve.http import BATCH_HEADER, ApiError, read_json, unless_gone
 from tfx.serve.config import MAX_SEQUENCES
 from tfx.serve.config import Settings as ServerSettings
@@ -68,19 +69,39 @@ class Tokenizers:
         self.tokenizers: OrderedDict[Any, Any] = OrderedDict()
         self.lock = threading.Lock()
 
-    def render(self, prepared: loading.Prepared, messages: list[dict[str, str]], param: str) -> tuple[str, int]:
+    def has_template(self, prepared: loading.Prepared) -> bool:
+        """Whether the model's tokenizer has a chat template (so it takes messages)."""
+        with self.lock:
+            return chat.has_template(self._tokenizer(prepared))
+
+    def render(self, prepared: loading.Prepared, messages: list[dict[str, Any]], param: str, request: tools.ToolRequest | None = None) -> tuple[str, int]:
         """The conversation's prompt and its length in tokens. Past what the model can read it is a 400,
         found before tokenizing: a conversation is never cut silently."""
+        prompt, tokens, _ = self.render_tools(prepared, messages, param, request)
+        return prompt, tokens
+
+    def render_tools(self, prepared: loading.Prepared, messages: list[dict[str, Any]], param: str, request: tools.ToolRequest | None) -> tuple[str, int, tools.Reader | None]:
+        """render, with the body's tools given to the template, and the reader of the reply's tool calls
+        (None without tools). Tools for a template that takes none are a 400 naming the fix."""
         with self.lock:
             tokenizer = self._tokenizer(prepared)
             if not chat.has_template(tokenizer):
                 message = f"{prepared.name} has no chat template (its tokenizer sets no chat_template), so it takes no messages: send a plain prompt to /v1/completions, or use a chat model"
                 raise ApiError(400, message, "no_chat_template", "model")
-            prompt = chat.render(tokenizer, messages, prepared.name)
+            if request is not None and not tools.takes_tools(tokenizer):
+                raise ApiError(400, f"{prepared.name}'s chat template takes no tools: send the request without tools, or use a model whose template takes them", "unsupported_tools", "tools")
+            if any(m["role"] == "tool" or m.get("tool_calls") for m in messages) and not tools.takes_tools(tokenizer):
+                raise ApiError(400, f"messages hold tool calls or tool results, but {prepared.name}'s chat template takes no tools: send only system, user and assistant text", "invalid_role", param)
+            prompt = chat.render(tokenizer, messages, prepared.name, tools=request.template_tools() if request else None)
+            reader = None
+            if request is not None and request.choice != "none":
+                reader = tools.reader_for(tokenizer, prompt, request, prepared.name)
+                if reader.kind == "forced":  # the grammar writes the call's JSON after the opening marker
+                    prompt += tools.OPEN
             context = context_length(prepared.config)
             if context is not None and len(prompt) > prompt_chars(prepared.config):
                 raise ApiError(400, f"the conversation is {len(prompt)} characters once rendered, far past {prepared.name}'s context of {context} tokens; send a shorter history", "context_length_exceeded", param)
-            return prompt, len(tokenizer(prompt)["input_ids"])
+            return prompt, len(tokenizer(prompt)["input_ids"]), reader
 
     def decode(self, prepared: loading.Prepared, rows: list[list[int]], param: str = "prompt") -> list[str]:
         """Token-id prompts as text, each id checked against the vocabulary (the model re-encodes the text)."""
@@ -119,6 +140,7 @@ class Generation:
     prepared: loading.Prepared
     slot: Any
     cut: list[int] = field(default_factory=list)
+    tools: Any = None  # a tools.Reader: the reply is read for tool calls (chat with tools)
 
     @property
     def max_tokens(self) -> int:
@@ -253,8 +275,11 @@ class Handler:
         param = body.prompt_param
         if body.messages_in():
             messages = body.conversation()
+            request = body.tool_request()
+            if request is not None and request.forced and body.format_wanted():
+                raise ApiError(400, "tool_choice forces a call, which cannot be combined with response_format: send one of them", "invalid_parameter", "tool_choice")
             slot, prepared = await self.manager.slot_for(body.model, "generate")
-            prompt, tokens = await asyncio.get_running_loop().run_in_executor(None, self.tokenizers.render, prepared, messages, param)
+            prompt, tokens, reader = await asyncio.get_running_loop().run_in_executor(None, self.tokenizers.render_tools, prepared, messages, param, request)
             prompts, cut = [prompt], [0]
             room_check(body, tokens, prepared, param)
             max_new = body.requested_tokens()
@@ -271,14 +296,19 @@ class Handler:
             prompts, cut = cut_prompts(texts, prepared)
             max_new = body.requested_tokens()
             max_new = body.default_tokens if max_new is None else max_new
-        settings = self.settings_of(body, max_new, prepared, prompts)
+            reader = None
+        forced = body.tool_request().call_schema() if reader is not None and reader.kind == "forced" else None
+        settings = self.settings_of(body, max_new, prepared, prompts, forced)
         slot, _ = await self.manager.slot_for(body.model, "generate", wanted=settings)  # the backend that runs them
-        return Generation(body, body.model, prompts, settings, prepared, slot, cut)
+        return Generation(body, body.model, prompts, settings, prepared, slot, cut, reader)
 
-    def settings_of(self, body: SamplingRequest, max_new: int, prepared: loading.Prepared, prompts: list[str]) -> GenerateSettings:
+    def settings_of(self, body: SamplingRequest, max_new: int, prepared: loading.Prepared, prompts: list[str], call_schema: str | None = None) -> GenerateSettings:
+        """call_schema: a forced tool call's JSON Schema (constrained decoding, as response_format's)."""
         namer = body.namer()
         limits.check_stops(body.stops())
         extra = {**decoding.logprob_params(body.logprobs_wanted(), body.logprobs_param), **decoding.format_params(body.format_wanted(), body.format_param)}
+        if call_schema is not None:
+            extra.update(decoding.format_params({"type": "json_schema", "json_schema": {"schema": json.loads(call_schema)}}, "tool_choice"))
         try:
             settings = body.settings(max_new, extra)
             limits.check_lengths(settings, self.settings.max_tokens_cap, {"max_new_tokens": body.length_name()})

@@ -215,6 +215,10 @@ class SamplingRequest(_Sampling):
         """The body's response_format (json_object, json_schema), or None."""
         return None
 
+    def tool_request(self) -> Any:
+        """Chat's checked tools and tool_choice (serve.tools.ToolRequest), or None: no other body has tools."""
+        return None
+
     def params(self, max_new_tokens: int) -> dict[str, Any]:
         """OpenAI's sampling rules in the CLI's terms. temperature 0 is greedy; a temperature, a top_p or
         n > 1 means sampling; with none of them the model's own generation config decides, as in the CLI."""

@@ -34,16 +34,18 @@ def user_turn(text: str, system: str | None = None) -> list[dict[str, str]]:
     return head + [{"role": "user", "content": text}]
 
 
-def render(template_tokenizer: Any, messages: list[dict[str, str]], name: str, tokenizer: Any = None) -> str:
+def render(template_tokenizer: Any, messages: list[dict[str, Any]], name: str, tokenizer: Any = None, tools: list[dict[str, Any]] | None = None) -> str:
     """The prompt for the assistant's next reply. template_tokenizer: transformers' tokenizer, which has the
-    template; tokenizer: the one that will encode the prompt (the fast GPT-2 path's own; default: the same).
+    template; tokenizer: the one that will encode the prompt (the fast GPT-2 path's own; default: the same);
+    tools: OpenAI-style function tools for a template that takes them (the server's tool calls).
 
     The template writes the special tokens itself (apply_chat_template encodes its output without adding
     any), while every tfx path encodes prompts with the tokenizer's own special tokens: so a leading BOS
     the tokenizer would add anyway is taken off the text, and the ids come out once, not twice."""
     check_template(template_tokenizer, name)
     try:
-        text = template_tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        extra = {"tools": tools} if tools else {}
+        text = template_tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **extra)
     except Exception as exc:  # noqa: BLE001 - Jinja's TemplateError (raise_exception in the template), ValueError
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UsageError(f"the chat template of {name} refused the conversation: {detail}.", "Send the roles and order the model's template accepts.") from None

@@ -56,6 +56,17 @@ def check_schema(settings: GenerateSettings) -> None:
         raise SettingError(GenerateSettings, "{json_schema} is a schema tfx cannot follow: {why}.", "Use the JSON Schema subset of OpenAI's structured outputs (objects, arrays, strings, numbers, enums, $defs).", why=_reason(exc)) from None
 
 
+def schema_problem(schema: str) -> str | None:
+    """Why xgrammar cannot follow this JSON Schema (strict), in one line, or None where it can (the server's
+    forced tool calls check their call's schema with it, to name the tool's parameters)."""
+    xgr = require()
+    try:
+        xgr.Grammar.from_json_schema(schema, any_whitespace=False, strict_mode=True)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        return _reason(exc)
+    return None
+
+
 class _Compilers:
     """One xgrammar GrammarCompiler per tokenizer (weakly held) and its compiled schemas."""
 
