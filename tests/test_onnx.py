@@ -252,8 +252,11 @@ def test_cache_ls_and_rm_show_and_remove_onnx_copies(hub_cache, tfx_env, tmp_pat
     hub.mkdir()
     shutil.copytree(hub_cache / "models--tfx-test--tiny-sst2", hub / "models--tfx-test--tiny-sst2", symlinks=True)
     env = {**tfx_env, "HF_HUB_CACHE": str(hub), "HF_HOME": str(tmp_path / "home")}
+    env.pop("HF_HUB_DISABLE_PROGRESS_BARS")  # as a user runs it: transformers' own bars must stay off too
     run = tfx("classify", "-m", "tfx-test/tiny-sst2", "--backend", "onnx", "I loved it.", env=env)
     assert run.code == 0, run.err
+    notes = [line for line in run.err.splitlines() if line.strip()]  # the conversion says so, once, and nothing else
+    assert len(notes) == 2 and "converting tfx-test/tiny-sst2 to ONNX" in notes[0] and "converted" in notes[1], run.err
     listing = json.loads(tfx("cache", "ls", "--format", "json", env=env).out)
     (model,) = listing
     (copy,) = model["converted"]

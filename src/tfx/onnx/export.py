@@ -43,6 +43,9 @@ def export(source: Path, out: Path, head: str, quantization: str, trust_remote_c
     for name in ("transformers", "sentence_transformers", "torch.onnx"):
         logging.getLogger(name).setLevel(logging.ERROR)
     torch.set_grad_enabled(False)
+    import transformers
+
+    transformers.logging.disable_progress_bar()  # "Loading weights" bars: tfx says it is converting, once
     module, tokenizer, facts, names = _load(source, head, trust_remote_code)
     tokenizer.backend_tokenizer.save(str(out / "tokenizer.json"))
     facts["tokenizer"] = text.facts_of(tokenizer)
