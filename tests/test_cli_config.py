@@ -119,7 +119,8 @@ def test_model_names_complete_from_the_cache_aliases_and_catalogue(env, hub_cach
     assert cached <= set(names) and "gpt2-xl" in names
     assert [n for n, _ in complete_model("tfx-test/tiny-c")] == sorted(i for i in cached if i.startswith("tfx-test/tiny-c"))
     tfx("alias", "set", "story", GPT2, env=env)
-    assert complete(env, "tfx generate -m tfx-test/tiny-ch") == [CHAT]
+    assert complete(env, "tfx generate -m tfx-test/tiny-ch") == sorted(i for i in cached if i.startswith("tfx-test/tiny-ch"))
+    assert complete(env, "tfx generate -m tfx-test/tiny-chat-t") == [f"{CHAT}-tools"]  # the shell gets the one match
     assert complete(env, "tfx chat -m sto") == ["story"]
     assert complete(env, "tfx pull --task cl") == ["classify"]
     assert complete(env, "tfx alias rm s") == ["story"]
