@@ -178,36 +178,43 @@ class Classify(Task):
 
     def _scores(self, batch: Encoded, function: str = "none") -> list[list[float]]:
         """Each row's scores (the logits through `function`), in the batch's order."""
-        import torch
-
         out: list[list[float]] = [[] for _ in batch.rows]
         for group in batch.groups(self.budget):
-            with torch.inference_mode():
-                logits = self.model(**batch.tensors(group, self.device)).logits.float()
-            if function == "softmax":
-                logits = logits.softmax(dim=-1)
-            elif function == "sigmoid":
-                logits = logits.sigmoid()
-            for i, row in zip(group, logits.tolist()):
+            for i, row in zip(group, self._group_scores(batch, group, function)):
                 out[i] = row
         return out
 
-    def _zero_shot(self, texts: list[str]) -> list[ClassifyResult]:
-        """Each text against each label's hypothesis; the entailment logits become the labels' scores."""
+    def _group_scores(self, batch: Encoded, group: list[int], function: str) -> list[list[float]]:
+        """One group's logits through `function` (none, softmax, sigmoid): the only part that runs the model
+        (the onnx task overrides it and `_entailment`; the rest of classify is shared)."""
         import torch
 
+        with torch.inference_mode():
+            logits = self.model(**batch.tensors(group, self.device)).logits.float()
+        if function == "softmax":
+            logits = logits.softmax(dim=-1)
+        elif function == "sigmoid":
+            logits = logits.sigmoid()
+        return logits.tolist()
+
+    def _zero_shot(self, texts: list[str]) -> list[ClassifyResult]:
+        """Each text against each label's hypothesis; the entailment logits become the labels' scores."""
         n = len(self.labels)
         batch = Encoded(self.tokenizer, [t for t in texts for _ in range(n)], self.limit, self.hypotheses * len(texts))
-        grid = torch.tensor(self._scores(batch)).view(len(texts), n, -1)
-        if self.multi_label:  # each label on its own: entailment against contradiction
-            scores = grid[..., [self.contradiction, self.entail]].softmax(dim=-1)[..., 1]
-        else:  # the labels compete: a softmax over their entailment logits
-            scores = grid[..., self.entail].softmax(dim=-1)
         results = []
-        for i, row in enumerate(scores.tolist()):
+        for i, row in enumerate(self._entailment(self._scores(batch), len(texts), n)):
             order = sorted(range(n), key=lambda j: -row[j])[: self.top_k]
             results.append(self._result([(self.labels[j], row[j]) for j in order], max(batch.dropped[i * n : (i + 1) * n])))
         return results
+
+    def _entailment(self, rows: list[list[float]], texts: int, n: int) -> list[list[float]]:
+        """The labels' scores of each text from its n hypotheses' logits (rows: text by text, label by label)."""
+        import torch
+
+        grid = torch.tensor(rows).view(texts, n, -1)
+        if self.multi_label:  # each label on its own: entailment against contradiction
+            return grid[..., [self.contradiction, self.entail]].softmax(dim=-1)[..., 1].tolist()
+        return grid[..., self.entail].softmax(dim=-1).tolist()  # the labels compete: a softmax over their entailment logits
 
     def _result(self, ranked: list[tuple[str, float]], dropped: int) -> ClassifyResult:
         labels = [{"label": label, "score": score} for label, score in ranked]

@@ -11,7 +11,7 @@ from typing import Any
 
 from tfx import copies, loading
 from tfx import onnx as backend
-from tfx.results import ClassifyResult, FillMaskResult
+from tfx.results import FillMaskResult
 from tfx.onnx.runner import sigmoid, softmax
 from tfx.tasks.base import log
 from tfx.tasks.classify import Classify, Encoded
@@ -27,33 +27,21 @@ def _inputs(batch: Encoded, group: list[int], tokenizer) -> dict[str, Any]:
 
 
 class OnnxClassify(Classify):
-    def _scores(self, batch: Encoded, function: str = "none") -> list[list[float]]:
-        out: list[list[float]] = [[] for _ in batch.rows]
-        for group in batch.groups(self.budget):
-            logits = self.model.forward(_inputs(batch, group, self.tokenizer))
-            if function == "softmax":
-                logits = softmax(logits)
-            elif function == "sigmoid":
-                logits = sigmoid(logits)
-            for i, row in zip(group, logits.tolist()):
-                out[i] = row
-        return out
+    def _group_scores(self, batch: Encoded, group: list[int], function: str) -> list[list[float]]:
+        logits = self.model.forward(_inputs(batch, group, self.tokenizer))
+        if function == "softmax":
+            logits = softmax(logits)
+        elif function == "sigmoid":
+            logits = sigmoid(logits)
+        return logits.tolist()
 
-    def _zero_shot(self, texts: list[str]) -> list[ClassifyResult]:
+    def _entailment(self, rows: list[list[float]], texts: int, n: int) -> list[list[float]]:
         import numpy as np
 
-        n = len(self.labels)
-        batch = Encoded(self.tokenizer, [t for t in texts for _ in range(n)], self.limit, self.hypotheses * len(texts))
-        grid = np.asarray(self._scores(batch), dtype=np.float32).reshape(len(texts), n, -1)
+        grid = np.asarray(rows, dtype=np.float32).reshape(texts, n, -1)
         if self.multi_label:
-            scores = softmax(grid[..., [self.contradiction, self.entail]])[..., 1]
-        else:
-            scores = softmax(grid[..., self.entail])
-        results = []
-        for i, row in enumerate(scores.tolist()):
-            order = sorted(range(n), key=lambda j: -row[j])[: self.top_k]
-            results.append(self._result([(self.labels[j], row[j]) for j in order], max(batch.dropped[i * n : (i + 1) * n])))
-        return results
+            return softmax(grid[..., [self.contradiction, self.entail]])[..., 1].tolist()
+        return softmax(grid[..., self.entail]).tolist()
 
 
 class OnnxNer(Ner):
