@@ -49,16 +49,14 @@ def check_schema(settings: GenerateSettings) -> None:
     want = wanted(settings)
     if want is None or not want[1]:
         return
-    xgr = require()
-    try:
-        xgr.Grammar.from_json_schema(want[0], any_whitespace=False, strict_mode=True)
-    except (RuntimeError, ValueError, TypeError) as exc:
-        raise SettingError(GenerateSettings, "{json_schema} is a schema tfx cannot follow: {why}.", "Use the JSON Schema subset of OpenAI's structured outputs (objects, arrays, strings, numbers, enums, $defs).", why=_reason(exc)) from None
+    why = schema_problem(want[0])
+    if why is not None:
+        raise SettingError(GenerateSettings, "{json_schema} is a schema tfx cannot follow: {why}.", "Use the JSON Schema subset of OpenAI's structured outputs (objects, arrays, strings, numbers, enums, $defs).", why=why)
 
 
 def schema_problem(schema: str) -> str | None:
-    """Why xgrammar cannot follow this JSON Schema (strict), in one line, or None where it can (the server's
-    forced tool calls check their call's schema with it, to name the tool's parameters)."""
+    """Why xgrammar cannot follow this JSON Schema (strict), in one line, or None where it can: check_schema's
+    test, and the server's (response_format and forced tool calls, each naming its own field)."""
     xgr = require()
     try:
         xgr.Grammar.from_json_schema(schema, any_whitespace=False, strict_mode=True)
